@@ -1,0 +1,76 @@
+"""Writes one JSON Schema per message type into docs/events/, or checks they are current.
+
+    python -m contracts.schemas           # write
+    python -m contracts.schemas --check   # exit 1 and name the stale files
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import msgspec
+
+from contracts.registry import ALL_MESSAGES, KNOWN_VERSIONS, type_name
+
+DEFAULT_DIR = Path(__file__).resolve().parent.parent / "docs" / "events"
+
+
+def render() -> dict[str, str]:
+    """File name → file text, for every message type."""
+    files: dict[str, str] = {}
+    for message_type in ALL_MESSAGES:
+        name = type_name(message_type)
+        schema = msgspec.json.schema(message_type)
+        envelope = schema["$defs"][schema["$ref"].rsplit("/", 1)[1]]
+        envelope["properties"]["version"] = {"enum": sorted(KNOWN_VERSIONS[name])}
+        schema = {
+            "$schema": "https://json-schema.org/draft/2020-12/schema",
+            "title": name,
+            **schema,
+        }
+        files[f"{name}.json"] = json.dumps(schema, indent=2, sort_keys=True) + "\n"
+    return files
+
+
+def stale(directory: Path) -> list[str]:
+    expected = render()
+    present = {p.name for p in directory.glob("*.json")} if directory.is_dir() else set()
+    wrong = [
+        name
+        for name, text in expected.items()
+        if not (directory / name).is_file() or (directory / name).read_text() != text
+    ]
+    return sorted(wrong + sorted(present - expected.keys()))
+
+
+def write(directory: Path) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    expected = render()
+    for path in directory.glob("*.json"):
+        if path.name not in expected:
+            path.unlink()
+    for name, text in expected.items():
+        (directory / name).write_text(text)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--check", action="store_true", help="only check; write nothing")
+    parser.add_argument("--dir", type=Path, default=DEFAULT_DIR)
+    args = parser.parse_args(argv)
+    if args.check:
+        wrong = stale(args.dir)
+        for name in wrong:
+            print(f"stale: {args.dir / name}", file=sys.stderr)
+        if wrong:
+            print("run: python -m contracts.schemas", file=sys.stderr)
+        return 1 if wrong else 0
+    write(args.dir)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
