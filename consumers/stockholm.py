@@ -1,0 +1,27 @@
+"""Swedish calendar time: deadlines are days in Europe/Stockholm, facts are UTC instants."""
+
+from __future__ import annotations
+
+import datetime as dt
+from zoneinfo import ZoneInfo
+
+STOCKHOLM = ZoneInfo("Europe/Stockholm")
+
+
+def today(now: dt.datetime) -> dt.date:
+    return now.astimezone(STOCKHOLM).date()
+
+
+def end_of_day(day: dt.date) -> dt.datetime:
+    """The instant (UTC) at which ``day`` has ended in Stockholm: the next day's midnight."""
+    following = day + dt.timedelta(days=1)
+    return dt.datetime.combine(following, dt.time(), STOCKHOLM).astimezone(dt.UTC)
+
+
+def next_midnight(now: dt.datetime) -> dt.datetime:
+    """The first instant after ``now`` at which the Stockholm date changes."""
+    return end_of_day(today(now))
+
+
+def days_left(deadline: dt.date, now: dt.datetime) -> int:
+    return (deadline - today(now)).days
