@@ -24,9 +24,7 @@ class PeriodSubmitted(msgspec.Struct, kw_only=True):
     period: Period
 
 
-class BookkeepingPeriodSubmitted(
-    CompanyMessage, tag="bookkeeping.period_submitted", kw_only=True
-):
+class BookkeepingPeriodSubmitted(CompanyMessage, tag="bookkeeping.period_submitted", kw_only=True):
     """The client sent the period to its accountant ("Skicka till din ekonom")."""
 
     data: PeriodSubmitted

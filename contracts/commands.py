@@ -27,9 +27,7 @@ class PeriodStatus(msgspec.Struct, kw_only=True):
             raise ValueError("a new deadline can only be given with status 'waiting'")
 
 
-class SetBookkeepingPeriodStatus(
-    CompanyMessage, tag="bookkeeping.set_period_status", kw_only=True
-):
+class SetBookkeepingPeriodStatus(CompanyMessage, tag="bookkeeping.set_period_status", kw_only=True):
     """A consultant sets the status of a bookkeeping period (SPEC §5.1 rule 3)."""
 
     data: PeriodStatus

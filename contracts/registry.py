@@ -94,8 +94,9 @@ def decode(body: bytes) -> Message:
     try:
         body.decode("utf-8")
     except UnicodeDecodeError as error:
-        raise InvalidMessage("not_utf8", f"body is not UTF-8: {error.reason} at byte "
-                             f"{error.start}") from None
+        raise InvalidMessage(
+            "not_utf8", f"body is not UTF-8: {error.reason} at byte {error.start}"
+        ) from None
     try:
         head = _head_decoder.decode(body)
     except msgspec.DecodeError as error:

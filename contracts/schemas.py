@@ -1,7 +1,7 @@
 """Writes one JSON Schema per message type into docs/events/, or checks they are current.
 
-    python -m contracts.schemas           # write
-    python -m contracts.schemas --check   # exit 1 and name the stale files
+python -m contracts.schemas           # write
+python -m contracts.schemas --check   # exit 1 and name the stale files
 """
 
 from __future__ import annotations

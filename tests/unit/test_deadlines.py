@@ -24,10 +24,23 @@ from consumers.holidays import (
 D = dt.date.fromisoformat
 
 
-def vat(start: str, end: str, frequency: str, legal_form: str = "AB", *, large: bool = False,
-        eu: bool = False) -> dt.date:
-    return vat_return_due(period_start=D(start), period_end=D(end), frequency=frequency,
-                          legal_form=legal_form, large_vat_payer=large, eu_trade=eu)
+def vat(
+    start: str,
+    end: str,
+    frequency: str,
+    legal_form: str = "AB",
+    *,
+    large: bool = False,
+    eu: bool = False,
+) -> dt.date:
+    return vat_return_due(
+        period_start=D(start),
+        period_end=D(end),
+        frequency=frequency,
+        legal_form=legal_form,
+        large_vat_payer=large,
+        eu_trade=eu,
+    )
 
 
 # §6.6, row by row.
@@ -80,12 +93,60 @@ def test_easter(year: int, easter: str) -> None:
 
 
 EXPECTED_2026_TO_2028 = {
-    2026: ["01-01", "01-06", "04-03", "04-05", "04-06", "05-01", "05-14", "05-24", "06-06",
-           "06-19", "06-20", "10-31", "12-24", "12-25", "12-26", "12-31"],
-    2027: ["01-01", "01-06", "03-26", "03-28", "03-29", "05-01", "05-06", "05-16", "06-06",
-           "06-25", "06-26", "11-06", "12-24", "12-25", "12-26", "12-31"],
-    2028: ["01-01", "01-06", "04-14", "04-16", "04-17", "05-01", "05-25", "06-04", "06-06",
-           "06-23", "06-24", "11-04", "12-24", "12-25", "12-26", "12-31"],
+    2026: [
+        "01-01",
+        "01-06",
+        "04-03",
+        "04-05",
+        "04-06",
+        "05-01",
+        "05-14",
+        "05-24",
+        "06-06",
+        "06-19",
+        "06-20",
+        "10-31",
+        "12-24",
+        "12-25",
+        "12-26",
+        "12-31",
+    ],
+    2027: [
+        "01-01",
+        "01-06",
+        "03-26",
+        "03-28",
+        "03-29",
+        "05-01",
+        "05-06",
+        "05-16",
+        "06-06",
+        "06-25",
+        "06-26",
+        "11-06",
+        "12-24",
+        "12-25",
+        "12-26",
+        "12-31",
+    ],
+    2028: [
+        "01-01",
+        "01-06",
+        "04-14",
+        "04-16",
+        "04-17",
+        "05-01",
+        "05-25",
+        "06-04",
+        "06-06",
+        "06-23",
+        "06-24",
+        "11-04",
+        "12-24",
+        "12-25",
+        "12-26",
+        "12-31",
+    ],
 }
 
 
@@ -159,8 +220,9 @@ def test_bookkeeping_submission_day(period: str, submission_day: int | None, due
         ("2026-01-01", "2026-12-31", "yearly", "AB", False, False, "2027-08-17"),
     ],
 )
-def test_vat_return_due(start: str, end: str, frequency: str, form: str, large: bool, eu: bool,
-                        due: str) -> None:
+def test_vat_return_due(
+    start: str, end: str, frequency: str, form: str, large: bool, eu: bool, due: str
+) -> None:
     assert vat(start, end, frequency, form, large=large, eu=eu) == D(due)
 
 

@@ -1,0 +1,268 @@
+"""Bookkeeping (SPEC §5.1): the client's monthly periods and the consultant's statuses.
+
+The tab keeps facts, not statuses: every client submission and every consultant status, by
+period, each with when it happened. The rows, counts and history are worked out again from the
+facts and ``now`` whenever anything changes. So the result does not depend on the order the facts
+arrived in (rule 4: the latest fact by ``occurred_at`` wins), a duplicate changes nothing, and
+the passage of time (rule 1: `waiting` turns `late` once the deadline day has ended) needs no
+stored timer.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import Counter
+from typing import Literal
+
+import msgspec
+
+from consumers import months
+from consumers.company_facts import CompanyFacts, merge_company
+from consumers.deadlines import bookkeeping_submission_deadline
+from consumers.rulebook import (
+    Cause,
+    HistoryEntry,
+    Rejected,
+    Rulebook,
+    company_key,
+    later,
+)
+from consumers.stockholm import days_left, end_of_day, next_midnight, today
+from contracts.bookkeeping import BookkeepingDocumentUploaded, BookkeepingPeriodSubmitted
+from contracts.clock import ClockTick
+from contracts.commands import SetBookkeepingPeriodStatus
+from contracts.company import CompanyDetailsChanged, CompanyDisconnected
+from contracts.status import CLIENT_TODO
+
+DOMAIN = "bookkeeping"
+
+BookkeepingMessage = (
+    CompanyDetailsChanged
+    | CompanyDisconnected
+    | BookkeepingDocumentUploaded
+    | BookkeepingPeriodSubmitted
+    | SetBookkeepingPeriodStatus
+    | ClockTick
+)
+
+
+class PeriodFact(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """A client submission (``status`` None) or a consultant's status, for one period."""
+
+    id: str
+    at: dt.datetime
+    status: str | None = None
+    user_id: str | None = None
+    deadline: dt.date | None = None
+
+
+class Row(msgspec.Struct, kw_only=True):
+    period: str
+    status: str
+    deadline: dt.date
+    days_left: int
+    updated_by_company_at: dt.datetime | None
+    status_set_by: str | None
+    status_set_at: dt.datetime | None
+
+
+class Header(msgspec.Struct, kw_only=True):
+    last_upload_at: dt.datetime | None = None
+    client_todo_count: int = 0
+    vat_frequency: str | None = None
+    fiscal_year_end: dt.date | None = None
+
+
+class BookkeepingTab(msgspec.Struct, kw_only=True):
+    agency_id: str
+    company_id: str
+    company: CompanyFacts = msgspec.field(default_factory=CompanyFacts)
+    facts: dict[str, list[PeriodFact]] = msgspec.field(default_factory=dict)
+    now: dt.datetime | None = None
+    # Worked out from the above by `evaluate`: what the API reads.
+    header: Header = msgspec.field(default_factory=Header)
+    periods: list[Row] = msgspec.field(default_factory=list)
+    history: list[HistoryEntry] = msgspec.field(default_factory=list)
+    counts: dict[str, int] = msgspec.field(default_factory=dict)
+    latest_period: str | None = None
+    latest_status: str | None = None
+    client_todo: list[str] = msgspec.field(default_factory=list)
+    due_at: dt.datetime | None = None
+
+
+def apply(
+    tab: BookkeepingTab | None, message: BookkeepingMessage, now: dt.datetime
+) -> BookkeepingTab:
+    if tab is None:
+        if isinstance(message, ClockTick):
+            raise TypeError("a clock tick is only handed to existing tabs")
+        tab = BookkeepingTab(agency_id=message.agency_id, company_id=message.company_id)
+    now = later(tab.now, now)
+    match message:
+        case CompanyDetailsChanged() | CompanyDisconnected():
+            tab = msgspec.structs.replace(tab, company=merge_company(tab.company, message))
+        case BookkeepingDocumentUploaded():
+            last = tab.header.last_upload_at
+            if last is None or message.occurred_at > last:
+                header = msgspec.structs.replace(tab.header, last_upload_at=message.occurred_at)
+                tab = msgspec.structs.replace(tab, header=header)
+        case BookkeepingPeriodSubmitted():
+            fact = PeriodFact(id=message.id, at=message.occurred_at)
+            tab = _with_fact(tab, message.data.period, fact)
+        case SetBookkeepingPeriodStatus():
+            tab = _set_status(tab, message, now)
+        case ClockTick():
+            pass
+    return evaluate(tab, now)
+
+
+def _with_fact(tab: BookkeepingTab, period: str, fact: PeriodFact) -> BookkeepingTab:
+    existing = tab.facts.get(period, [])
+    if any(f.id == fact.id for f in existing):
+        return tab
+    facts = dict(tab.facts)
+    facts[period] = sorted([*existing, fact], key=lambda f: (f.at, f.id))
+    return msgspec.structs.replace(tab, facts=facts)
+
+
+def _set_status(
+    tab: BookkeepingTab, command: SetBookkeepingPeriodStatus, now: dt.datetime
+) -> BookkeepingTab:
+    period = command.data.period
+    if any(f.id == command.id for f in tab.facts.get(period, [])):
+        return tab  # a redelivered command was applied already
+    tracked = tracked_periods(tab.company, now)
+    if period not in tracked:
+        if not tracked:
+            raise Rejected("the company has no bookkeeping periods yet")
+        raise Rejected(f"period {period} is outside tracking ({tracked[0]} to {tracked[-1]})")
+    fact = PeriodFact(
+        id=command.id,
+        at=command.occurred_at,
+        status=command.data.status,
+        user_id=command.data.user_id,
+        deadline=command.data.deadline,
+    )
+    return _with_fact(tab, period, fact)
+
+
+def tracked_periods(company: CompanyFacts, now: dt.datetime) -> list[str]:
+    """The months the tab shows: from the tracking start through the current month (§4, §5).
+
+    With no engagement start month, tracking starts at the first month of the earliest fiscal
+    year reported. A disconnected company shows no month after the one it left in.
+    """
+    if company.first_fiscal_year_start is None:
+        return []
+    first = months.month_of(company.first_fiscal_year_start)
+    last = months.month_of(today(now))
+    if not company.connected and company.disconnected_stamp is not None:
+        last = min(last, months.month_of(today(company.disconnected_stamp.at)))
+    return list(months.months_between(first, last))
+
+
+def evaluate(tab: BookkeepingTab, now: dt.datetime) -> BookkeepingTab:
+    """Rows, header, counts and history of ``tab`` as they stand at ``now``."""
+    details = tab.company.details
+    submission_day = details.submission_day if details else None
+    rows: list[Row] = []
+    history: list[HistoryEntry] = []
+    for period in tracked_periods(tab.company, now):
+        row, entries = _period(period, tab.facts.get(period, []), submission_day, now)
+        rows.append(row)
+        history.extend(entries)
+    history.sort(key=lambda e: (e.at, e.period))
+    todo = [row.period for row in rows if row.status in CLIENT_TODO]
+    header = msgspec.structs.replace(
+        tab.header,
+        client_todo_count=len(todo),
+        vat_frequency=details.vat_frequency if details else None,
+        fiscal_year_end=details.fiscal_year_end if details else None,
+    )
+    return msgspec.structs.replace(
+        tab,
+        now=now,
+        header=header,
+        periods=rows,
+        history=history,
+        counts=dict(Counter(row.status for row in rows)),
+        latest_period=rows[-1].period if rows else None,
+        latest_status=rows[-1].status if rows else None,
+        client_todo=todo,
+        due_at=next_midnight(now) if rows and tab.company.connected else None,
+    )
+
+
+def _period(
+    period: str, facts: list[PeriodFact], submission_day: int | None, now: dt.datetime
+) -> tuple[Row, list[HistoryEntry]]:
+    """Replays one period's facts in the order they happened, with the deadline between them."""
+    status = "waiting"  # what the facts say, before time is taken into account
+    deadline = bookkeeping_submission_deadline(period, submission_day)
+    shown = "waiting"
+    set_by: str | None = None
+    set_at: dt.datetime | None = None
+    by_company_at: dt.datetime | None = None
+    history: list[HistoryEntry] = []
+
+    def show(at: dt.datetime, cause: Cause) -> None:
+        nonlocal shown
+        now_shown = _shown(status, deadline, at)
+        if now_shown != shown:
+            history.append(HistoryEntry(DOMAIN, period, shown, now_shown, at, cause))
+            shown = now_shown
+
+    def pass_time(until: dt.datetime) -> None:
+        ends = end_of_day(deadline)
+        if shown == "waiting" and status == "waiting" and ends <= until:
+            show(ends, Cause("time"))
+
+    for fact in facts:
+        pass_time(min(fact.at, now))
+        if fact.status is None:
+            status = "new"
+            by_company_at = fact.at
+            cause = Cause("event", fact.id)
+        else:
+            status = fact.status
+            set_by, set_at = fact.user_id, fact.at
+            if fact.deadline is not None:
+                deadline = fact.deadline
+            cause = Cause("user", fact.user_id)
+        show(fact.at, cause)
+    pass_time(now)
+
+    row = Row(
+        period=period,
+        status=shown,
+        deadline=deadline,
+        days_left=days_left(deadline, now),
+        updated_by_company_at=by_company_at,
+        status_set_by=set_by,
+        status_set_at=set_at,
+    )
+    return row, history
+
+
+def _shown(status: str, deadline: dt.date, at: dt.datetime) -> Literal["late"] | str:
+    """`waiting` means the deadline has not passed; once it has, the period shows `late`."""
+    return "late" if status == "waiting" and at >= end_of_day(deadline) else status
+
+
+RULEBOOK: Rulebook[BookkeepingTab] = Rulebook(
+    collection="bookkeeping",
+    state_type=BookkeepingTab,
+    handles=frozenset(
+        {
+            "company.details_changed",
+            "company.disconnected",
+            "bookkeeping.document_uploaded",
+            "bookkeeping.period_submitted",
+            "bookkeeping.set_period_status",
+            "clock.tick",
+        }
+    ),
+    key=company_key,
+    apply=apply,
+    follows_clock=True,
+)

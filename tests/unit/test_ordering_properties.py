@@ -1,0 +1,154 @@
+"""The state comes out the same under redelivery, duplicates and reordering (DEVELOPERS.md).
+
+Random event sequences are applied in order, and again as random permutations with random
+duplicates; the final states must be equal. ``now`` for each message is what the runtime gives
+it: an event's own time, a tick's time.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from consumers import bookkeeping, directory
+from consumers.rulebook import Rulebook
+from contracts.clock import ClockTick
+from contracts.envelope import Message
+from tests import factories as f
+
+START = dt.datetime(2025, 12, 1, tzinfo=dt.UTC)
+
+
+def instants() -> st.SearchStrategy[str]:
+    # Whole minutes over ten months, plus the exact Stockholm midnights where statuses flip.
+    minutes = st.integers(min_value=0, max_value=300 * 24 * 60)
+    return minutes.map(lambda m: (START + dt.timedelta(minutes=m)).isoformat())
+
+
+periods = st.sampled_from([f"2026-{m:02d}" for m in range(1, 10)] + ["2025-08", "2025-12"])
+
+
+@st.composite
+def company_details(draw: st.DrawFn, earliest: bool = False) -> Message:
+    start = "2026-01-01" if earliest else draw(st.sampled_from(["2026-01-01", "2026-07-01"]))
+    end = (dt.date.fromisoformat(start).replace(year=2027) - dt.timedelta(days=1)).isoformat()
+    return f.details(
+        draw(instants()),
+        fiscal_year_start=start,
+        fiscal_year_end=end,
+        submission_day=draw(st.integers(min_value=1, max_value=28)),
+        vat_frequency=draw(st.sampled_from(["monthly", "quarterly", "yearly", "none"])),
+    )
+
+
+@st.composite
+def bookkeeping_events(draw: st.DrawFn) -> list[Message]:
+    events: list[Message] = [draw(company_details())]
+    events += draw(st.lists(company_details(), max_size=2))
+    events += [f.submitted(draw(periods), draw(instants())) for _ in range(draw(st.integers(0, 8)))]
+    events += [f.uploaded(draw(instants())) for _ in range(draw(st.integers(0, 3)))]
+    events += [f.tick(draw(instants())) for _ in range(draw(st.integers(0, 3)))]
+    if draw(st.booleans()):
+        events.append(f.disconnected(draw(instants())))
+    return events
+
+
+def shuffled_with_duplicates(draw: st.DrawFn, events: Sequence[Message]) -> list[Message]:
+    repeats = draw(st.lists(st.sampled_from(events), max_size=len(events)))
+    return draw(st.permutations([*events, *repeats]))
+
+
+def replay(rulebook: Rulebook[Any], messages: Sequence[Message], state: Any = None) -> Any:
+    for message in messages:
+        if state is None and isinstance(message, ClockTick):
+            continue  # the runtime hands ticks only to stored states
+        state = rulebook.apply(state, message, message.occurred_at)
+    return state
+
+
+def in_order(messages: Sequence[Message]) -> list[Message]:
+    return sorted(messages, key=lambda m: (m.occurred_at, m.id))
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.data())
+def test_bookkeeping_events_in_any_order(data: st.DataObject) -> None:
+    events = data.draw(bookkeeping_events())
+    delivered = shuffled_with_duplicates(data.draw, events)
+    final_tick = f.tick("2026-10-15T12:00")
+    expected = replay(bookkeeping.RULEBOOK, [*in_order(events), final_tick])
+    actual = replay(bookkeeping.RULEBOOK, [*delivered, final_tick])
+    assert actual == expected
+
+
+@st.composite
+def consultant_commands(draw: st.DrawFn) -> list[Message]:
+    # Periods inside tracking whatever the order: the first fiscal year starts in January and
+    # the state is evaluated in June before any command arrives.
+    early = st.sampled_from([f"2026-{m:02d}" for m in range(1, 7)])
+    statuses = st.sampled_from(["waiting", "late", "new", "in_progress", "incomplete", "done"])
+    commands: list[Message] = []
+    for _ in range(draw(st.integers(1, 6))):
+        status = draw(statuses)
+        deadline = draw(st.sampled_from([None, "2026-07-20", "2026-06-01"]))
+        commands.append(
+            f.set_status(
+                draw(early),
+                status,
+                draw(instants()),
+                deadline=deadline if status == "waiting" else None,
+            )
+        )
+    return commands
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.data())
+def test_bookkeeping_commands_and_events_in_any_order(data: st.DataObject) -> None:
+    start = replay(
+        bookkeeping.RULEBOOK,
+        [data.draw(company_details(earliest=True)), f.tick("2026-06-15T12:00")],
+    )
+    events = data.draw(consultant_commands())
+    events += [f.submitted(data.draw(periods), data.draw(instants())) for _ in range(4)]
+    events += data.draw(st.lists(company_details(), max_size=2))
+    delivered = shuffled_with_duplicates(data.draw, events)
+    final_tick = f.tick("2026-10-15T12:00")
+    expected = replay(bookkeeping.RULEBOOK, [*in_order(events), final_tick], start)
+    actual = replay(bookkeeping.RULEBOOK, [*delivered, final_tick], start)
+    assert actual == expected
+
+
+@st.composite
+def directory_events(draw: st.DrawFn) -> list[Message]:
+    events: list[Message] = [draw(company_details()) for _ in range(draw(st.integers(1, 3)))]
+    events += [f.disconnected(draw(instants())) for _ in range(draw(st.integers(0, 2)))]
+    return events
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.data())
+def test_company_entry_in_any_order(data: st.DataObject) -> None:
+    events = data.draw(directory_events())
+    delivered = shuffled_with_duplicates(data.draw, events)
+    assert replay(directory.COMPANIES, delivered) == replay(directory.COMPANIES, in_order(events))
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.data())
+def test_agency_user_in_any_order(data: st.DataObject) -> None:
+    emails = st.sampled_from(["anna@byran.se", "Anna@Byran.se", "bo@byran.se"])
+    events = [
+        f.user_changed(
+            "u-7", data.draw(emails), data.draw(instants()), active=data.draw(st.booleans())
+        )
+        for _ in range(data.draw(st.integers(1, 4)))
+    ]
+    delivered = shuffled_with_duplicates(data.draw, events)
+    assert replay(directory.AGENCY_USERS, delivered) == replay(
+        directory.AGENCY_USERS, in_order(events)
+    )
