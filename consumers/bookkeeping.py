@@ -265,4 +265,5 @@ RULEBOOK: Rulebook[BookkeepingTab] = Rulebook(
     key=company_key,
     apply=apply,
     follows_clock=True,
+    indexes=((("agency_id", 1), ("company_id", 1)),),
 )

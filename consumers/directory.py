@@ -86,6 +86,10 @@ COMPANIES: Rulebook[CompanyEntry] = Rulebook(
     handles=frozenset({"company.details_changed", "company.disconnected"}),
     key=company_key,
     apply=apply_company,
+    indexes=(
+        (("agency_id", 1), ("name", 1)),
+        (("agency_id", 1), ("org_number_digits", 1)),
+    ),
 )
 
 AGENCY_USERS: Rulebook[AgencyUserEntry] = Rulebook(
@@ -94,4 +98,5 @@ AGENCY_USERS: Rulebook[AgencyUserEntry] = Rulebook(
     handles=frozenset({"agency.user_changed"}),
     key=agency_user_key,
     apply=apply_agency_user,
+    indexes=((("agency_id", 1), ("email_key", 1)),),
 )

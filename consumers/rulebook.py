@@ -65,6 +65,8 @@ class Rulebook(Generic[State]):
     key: Callable[[Any], str]
     apply: Callable[[State | None, Any, dt.datetime], State]
     follows_clock: bool = False
+    # Indexes the readers need, as MongoDB key lists; `due_at` is always indexed.
+    indexes: tuple[tuple[tuple[str, int], ...], ...] = ()
 
 
 def later(current: dt.datetime | None, now: dt.datetime) -> dt.datetime:

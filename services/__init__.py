@@ -1,0 +1,1 @@
+"""The runtime around the rulebooks: broker, database, clock and process entry points."""

@@ -1,0 +1,129 @@
+"""Process entry points.
+
+    python -m services run [--only NAME,...]     every consumer, the catch-all and the clock
+    python -m services consumer NAME             one consumer (what a container runs)
+    python -m services clock                     the clock alone
+    python -m services dead-letters NAME         what is in a dead-letter queue, and why
+    python -m services replay NAME [--limit N]   move dead letters back to be applied again
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+from collections.abc import Awaitable, Callable
+
+import structlog
+
+from consumers.registry import CONSUMERS, ConsumerDefinition
+from services import logs, operations
+from services.clock import Clock
+from services.config import Settings
+from services.runner import ConsumerRunner
+from services.store.mongo import MongoStore, connect
+from services.topology import UNROUTED
+
+UNROUTED_DEFINITION = ConsumerDefinition(UNROUTED, ())
+ALL_NAMES = [*CONSUMERS, UNROUTED]
+
+
+def definition(name: str) -> ConsumerDefinition:
+    return UNROUTED_DEFINITION if name == UNROUTED else CONSUMERS[name]
+
+
+async def run_until_signalled(
+    settings: Settings, build: Callable[[asyncio.Event], list[Awaitable[None]]]
+) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    log = structlog.get_logger()
+    log.info("starting", amqp=_redact(settings.amqp_url), mongo=_redact(settings.mongo_url),
+             database=settings.mongo_db)
+    await asyncio.gather(*build(stop))
+    log.info("stopped")
+
+
+def _redact(url: str) -> str:
+    scheme, sep, rest = url.partition("://")
+    if "@" in rest:
+        rest = "***@" + rest.split("@", 1)[1]
+    return scheme + sep + rest
+
+
+async def run_processes(settings: Settings, names: list[str], with_clock: bool) -> None:
+    client = connect(settings.mongo_url, settings.mongo_timeout_ms)
+    store = MongoStore(client[settings.mongo_db])
+
+    def build(stop: asyncio.Event) -> list[Awaitable[None]]:
+        tasks: list[Awaitable[None]] = [
+            ConsumerRunner(definition(n), settings, store).run(stop) for n in names
+        ]
+        if with_clock:
+            tasks.append(Clock(settings).run(stop))
+        return tasks
+
+    try:
+        await run_until_signalled(settings, build)
+    finally:
+        await client.close()
+
+
+async def show_dead_letters(settings: Settings, name: str, limit: int) -> None:
+    total, letters = await operations.peek(settings, name, limit)
+    print(f"{total} dead letters in backoffice.{name}.dead")
+    for code, count in operations.summary(letters).most_common():
+        print(f"  {count:6d}  {code}")
+    for letter in letters:
+        print(f"- {letter.message_id}: [{letter.reason_code}] {letter.reason}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m services", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("run", help="every consumer, the catch-all and the clock")
+    run.add_argument("--only", help="comma-separated consumer names")
+    run.add_argument("--no-clock", action="store_true")
+    one = commands.add_parser("consumer", help="one consumer")
+    one.add_argument("name", choices=ALL_NAMES)
+    commands.add_parser("clock", help="the clock alone")
+    dead = commands.add_parser("dead-letters", help="list a dead-letter queue")
+    dead.add_argument("name", choices=ALL_NAMES)
+    dead.add_argument("--limit", type=int, default=20)
+    replay = commands.add_parser("replay", help="move dead letters back to their queue")
+    replay.add_argument("name", choices=ALL_NAMES)
+    replay.add_argument("--limit", type=int, default=1_000_000)
+    args = parser.parse_args(argv)
+
+    try:
+        settings = Settings.from_env()
+    except ValueError as error:
+        print(f"configuration: {error}", file=sys.stderr)
+        return 2
+    logs.configure(settings.log_format, settings.log_level)
+
+    match args.command:
+        case "run":
+            names = args.only.split(",") if args.only else ALL_NAMES
+            unknown = set(names) - set(ALL_NAMES)
+            if unknown:
+                parser.error(f"unknown consumers: {', '.join(sorted(unknown))}")
+            asyncio.run(run_processes(settings, names, with_clock=not args.no_clock))
+        case "consumer":
+            asyncio.run(run_processes(settings, [args.name], with_clock=False))
+        case "clock":
+            asyncio.run(run_processes(settings, [], with_clock=True))
+        case "dead-letters":
+            asyncio.run(show_dead_letters(settings, args.name, args.limit))
+        case "replay":
+            moved = asyncio.run(operations.replay(settings, args.name, args.limit))
+            print(f"replayed {moved} messages into backoffice.{args.name}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,65 @@
+"""Settings, all from environment variables with defaults that work on one machine.
+
+Every variable is listed in the README; ``Settings.from_env`` is the only reader of the
+environment, so a test builds a ``Settings`` directly.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+
+
+def _floats(text: str) -> tuple[float, ...]:
+    values = tuple(float(part) for part in text.split(",") if part.strip())
+    if not values or any(v <= 0 for v in values):
+        raise ValueError("expected a comma-separated list of positive numbers of seconds")
+    return values
+
+
+@dataclass(frozen=True)
+class Settings:
+    amqp_url: str = "amqp://guest:guest@127.0.0.1:5672/"
+    mongo_url: str = "mongodb://127.0.0.1:27017/"
+    mongo_db: str = "backoffice"
+    mongo_timeout_ms: int = 5000
+    # How many unacknowledged messages a consumer holds, and how many it applies in one write.
+    prefetch: int = 256
+    batch_size: int = 128
+    batch_linger_ms: int = 20
+    # Delays before each retry of a message that failed for a passing reason (the database is
+    # down, say); after the last one it goes to the dead-letter queue.
+    retry_delays: tuple[float, ...] = field(default=(1.0, 5.0, 30.0, 120.0, 600.0, 1800.0))
+    # The broker dead-letters a message delivered this often without an ack (a consumer that
+    # crashes on it every time): the last guard against a message retried forever.
+    delivery_limit: int = 20
+    tick_seconds: float = 60.0
+    log_format: str = "auto"  # auto: console on a terminal, JSON otherwise; or json, console
+    log_level: str = "info"
+
+    @property
+    def max_attempts(self) -> int:
+        return len(self.retry_delays) + 1
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        values: dict[str, object] = {}
+        for f in fields(cls):
+            name = f"BACKOFFICE_{f.name.upper()}"
+            if name not in env:
+                continue
+            raw = env[name]
+            try:
+                if f.name == "retry_delays":
+                    values[f.name] = _floats(raw)
+                elif f.type in ("int", int):
+                    values[f.name] = int(raw)
+                elif f.type in ("float", float):
+                    values[f.name] = float(raw)
+                else:
+                    values[f.name] = raw
+            except ValueError as error:
+                raise ValueError(f"{name}={raw!r}: {error}") from None
+        return cls(**values)  # type: ignore[arg-type]

@@ -1,0 +1,206 @@
+"""Applies a batch of message bodies to the aggregates of one consumer, knowing nothing of AMQP.
+
+For each body it decides one outcome: applied (durably written), invalid or rejected (never
+worth retrying: dead-letter it), or failed (a passing fault such as the database being down:
+retry it later). All messages of a batch that touch the same aggregate are applied to one loaded
+state and written once; all aggregates of one kind are written in one bulk write.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final, Literal
+
+from consumers.registry import ConsumerDefinition
+from consumers.rulebook import Rejected, Rulebook
+from contracts.clock import ClockTick
+from contracts.envelope import Message
+from contracts.fields import normalize_instant
+from contracts.registry import COMMANDS, INBOUND_EVENTS, INTERNAL, InvalidMessage, decode, type_name
+from services.store import Store, Write
+
+Source = Literal["event", "command", "clock"]
+
+# Which message types may come in through which door: a clock tick or a command published to
+# the upstream exchange would otherwise let an outsider move time or act as a consultant.
+ACCEPTED_FROM: Final[dict[Source, frozenset[str]]] = {
+    "event": frozenset(type_name(t) for t in INBOUND_EVENTS),
+    "command": frozenset(type_name(t) for t in COMMANDS),
+    "clock": frozenset(type_name(t) for t in INTERNAL),
+}
+
+Kind = Literal["applied", "invalid", "rejected", "failed"]
+
+
+@dataclass(frozen=True)
+class Delivery:
+    body: bytes
+    source: Source | None
+    routing_key: str = ""
+
+
+@dataclass
+class Outcome:
+    kind: Kind
+    code: str = ""
+    reason: str = ""
+    message: Message | None = None
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+class ConflictsPersist(Exception):
+    """Other writers kept winning the race for the same aggregates: try the batch later."""
+
+
+@dataclass
+class _Item:
+    index: int | None  # the delivery it came from; None for a tick's due aggregates
+    message: Message
+    now: dt.datetime
+
+
+class Pipeline:
+    def __init__(
+        self,
+        definition: ConsumerDefinition,
+        store: Store,
+        wall_clock: Callable[[], dt.datetime],
+        *,
+        conflict_retries: int = 10,
+        tick_chunk: int = 500,
+    ) -> None:
+        self.definition = definition
+        self.store = store
+        self.wall_clock = wall_clock
+        self.conflict_retries = conflict_retries
+        self.tick_chunk = tick_chunk
+
+    async def prepare(self) -> None:
+        for rulebook in self.definition.rulebooks:
+            await self.store.ensure_indexes(rulebook.collection, rulebook.indexes)
+
+    async def handle(self, deliveries: Sequence[Delivery]) -> list[Outcome]:
+        outcomes: list[Outcome | None] = [None] * len(deliveries)
+        messages: list[Message | None] = [None] * len(deliveries)
+        work: dict[str, dict[str, list[_Item]]] = defaultdict(lambda: defaultdict(list))
+        ticks: list[tuple[int, ClockTick]] = []
+        wall = normalize_instant(self.wall_clock())
+        for index, delivery in enumerate(deliveries):
+            message, rulebook, refusal = self._admit(delivery)
+            messages[index] = message
+            if refusal is not None:
+                outcomes[index] = refusal
+            elif isinstance(message, ClockTick):
+                ticks.append((index, message))
+            elif message is not None and rulebook is not None:
+                # An event cannot speak for a time later than now: a skewed upstream clock must
+                # not push a tab into the future.
+                now = min(message.occurred_at, wall)
+                work[rulebook.collection][rulebook.key(message)].append(_Item(index, message, now))
+        try:
+            await self._apply(work, outcomes)
+            for index, tick in ticks:
+                touched = await self._tick(tick)
+                outcomes[index] = Outcome("applied", message=tick, detail={"aggregates": touched})
+        except Exception as error:  # any failure here (database down, a bug) is retried later
+            reason = f"{type(error).__name__}: {error}"
+            for index, outcome in enumerate(outcomes):
+                if outcome is None:
+                    outcomes[index] = Outcome("failed", "transient", reason, messages[index])
+        return [o or Outcome("failed", "transient", "no outcome") for o in outcomes]
+
+    def _admit(
+        self, delivery: Delivery
+    ) -> tuple[Message | None, Rulebook[Any] | None, Outcome | None]:
+        try:
+            message = decode(delivery.body)
+        except InvalidMessage as error:
+            return None, None, Outcome("invalid", error.code, error.reason)
+        if delivery.source is not None and message.type not in ACCEPTED_FROM[delivery.source]:
+            reason = f"{message.type} is not accepted from the {delivery.source} exchange"
+            return None, None, Outcome("invalid", "wrong_source", reason, message)
+        rulebook = self.definition.rulebook_for(message.type)
+        if rulebook is None and not self.definition.rulebooks:
+            # The catch-all of messages the broker could route nowhere.
+            reason = f"no consumer handles {message.type} (routing key {delivery.routing_key!r})"
+            return None, None, Outcome("invalid", "unrouted", reason, message)
+        if rulebook is None:
+            reason = (
+                f"consumer {self.definition.name!r} does not handle {message.type}"
+                f" (routing key {delivery.routing_key!r})"
+            )
+            return None, None, Outcome("invalid", "not_handled", reason, message)
+        return message, rulebook, None
+
+    def _rulebook(self, collection: str) -> Rulebook[Any]:
+        return next(r for r in self.definition.rulebooks if r.collection == collection)
+
+    async def _apply(
+        self, work: dict[str, dict[str, list[_Item]]], outcomes: list[Outcome | None]
+    ) -> None:
+        for collection, by_key in work.items():
+            rulebook = self._rulebook(collection)
+            pending = dict(by_key)
+            for _ in range(self.conflict_retries):
+                if not pending:
+                    break
+                pending = await self._apply_once(rulebook, pending, outcomes)
+            if pending:
+                raise ConflictsPersist(
+                    f"{len(pending)} aggregates of {collection} kept changing under us"
+                )
+
+    async def _apply_once(
+        self,
+        rulebook: Rulebook[Any],
+        by_key: dict[str, list[_Item]],
+        outcomes: list[Outcome | None],
+    ) -> dict[str, list[_Item]]:
+        stored = await self.store.load(rulebook.collection, rulebook.state_type, by_key)
+        writes: list[Write] = []
+        decided: dict[int, Outcome] = {}
+        for key, items in by_key.items():
+            current = stored.get(key)
+            before = current.state if current else None
+            state = before
+            for item in items:
+                try:
+                    state = rulebook.apply(state, item.message, item.now)
+                    outcome = Outcome("applied", message=item.message)
+                except Rejected as refusal:
+                    outcome = Outcome("rejected", "rejected", refusal.reason, item.message)
+                if item.index is not None:
+                    decided[item.index] = outcome
+            if state is not None and state != before:
+                writes.append(Write(key, current.version if current else 0, state))
+        conflicts = await self.store.save(rulebook.collection, writes)
+        for key, items in by_key.items():
+            if key in conflicts:
+                continue
+            for item in items:
+                if item.index is not None:
+                    outcomes[item.index] = decided[item.index]
+        return {key: by_key[key] for key in conflicts}
+
+    async def _tick(self, tick: ClockTick) -> int:
+        """Hands the tick to every aggregate that the passage of time has made due."""
+        touched = 0
+        for rulebook in self.definition.rulebooks:
+            if not rulebook.follows_clock:
+                continue
+            done: list[str] = []
+            while keys := await self.store.due(
+                rulebook.collection, tick.occurred_at, self.tick_chunk, exclude=done
+            ):
+                work = {
+                    rulebook.collection: {
+                        key: [_Item(None, tick, tick.occurred_at)] for key in keys
+                    }
+                }
+                await self._apply(work, [])
+                done.extend(keys)
+                touched += len(keys)
+        return touched

@@ -1,0 +1,253 @@
+"""Runs one consumer on RabbitMQ: batches, acks after the write, retries, dead letters.
+
+For each batch of deliveries the pipeline decides an outcome; the runner then
+- dead-letters invalid and rejected messages (with the reason in the headers),
+- sends failed ones to the retry queue of their attempt, or dead-letters them after the last,
+- and only when every such publish is confirmed by the broker, acks the whole batch at once.
+A crash anywhere before the ack means redelivery, which the rulebooks absorb as a duplicate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import aio_pika
+import structlog
+from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
+
+from consumers.registry import ConsumerDefinition
+from services.config import Settings
+from services.pipeline import Delivery, Outcome, Pipeline, Source
+from services.store import Store
+from services.supervise import supervise
+from services.topology import (
+    ACCOUNTING_EXCHANGE,
+    CLOCK_EXCHANGE,
+    COMMANDS_EXCHANGE,
+    dead_queue_name,
+    declare_consumer,
+    retry_queue_name,
+)
+
+SOURCES: dict[str, Source] = {
+    ACCOUNTING_EXCHANGE: "event",
+    COMMANDS_EXCHANGE: "command",
+    CLOCK_EXCHANGE: "clock",
+}
+
+ATTEMPT_HEADER = "x-attempt"
+SOURCE_HEADER = "x-source"
+
+
+def utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+@dataclass
+class Counters:
+    """What an operator wants to see per consumer; exported as metrics."""
+
+    applied: int = 0
+    retried: int = 0
+    dead_lettered: int = 0
+    by_reason: dict[str, int] = field(default_factory=dict)
+
+
+class ConsumerRunner:
+    def __init__(
+        self,
+        definition: ConsumerDefinition,
+        settings: Settings,
+        store: Store,
+        wall_clock: Callable[[], dt.datetime] = utc_now,
+    ) -> None:
+        self.definition = definition
+        self.settings = settings
+        self.pipeline = Pipeline(definition, store, wall_clock)
+        self.counters = Counters()
+        self.consuming = asyncio.Event()  # set while a session consumes; for readiness
+        self.log = structlog.get_logger().bind(consumer=definition.name)
+        self._prepared = False
+
+    async def run(self, stop: asyncio.Event) -> None:
+        await supervise(self._session, stop, self.log)
+
+    async def _session(self, stop: asyncio.Event) -> None:
+        connection = await aio_pika.connect(self.settings.amqp_url, timeout=10)
+        try:
+            closed = asyncio.Event()
+            connection.close_callbacks.add(lambda *_: closed.set())
+            channel = await connection.channel(publisher_confirms=True)
+            await channel.set_qos(prefetch_count=self.settings.prefetch)
+            queue = await declare_consumer(channel, self.definition, self.settings)
+            await self._prepare()
+            inbox: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
+            tag = await queue.consume(inbox.put)
+            self.consuming.set()
+            self.log.info("consuming", queue=queue.name)
+            try:
+                while not (stop.is_set() or closed.is_set()):
+                    batch = await self._next_batch(inbox, stop, closed)
+                    if batch:
+                        await self._process(channel, batch)
+                if stop.is_set() and not closed.is_set():
+                    # Take no more, then finish and ack what we already hold.
+                    await queue.cancel(tag)
+                    while batch := self._drain(inbox):
+                        await self._process(channel, batch)
+                    self.log.info("stopped consuming")
+            finally:
+                self.consuming.clear()
+        finally:
+            await connection.close()
+
+    async def _prepare(self) -> None:
+        if self._prepared:
+            return
+        try:
+            await self.pipeline.prepare()
+            self._prepared = True
+        except Exception as error:  # indexes speed reads up; consuming must not wait for them
+            self.log.warning("could not ensure indexes yet", error=str(error))
+
+    async def _next_batch(
+        self,
+        inbox: asyncio.Queue[AbstractIncomingMessage],
+        stop: asyncio.Event,
+        closed: asyncio.Event,
+    ) -> list[AbstractIncomingMessage]:
+        getter = asyncio.ensure_future(inbox.get())
+        stopper = asyncio.ensure_future(stop.wait())
+        closer = asyncio.ensure_future(closed.wait())
+        await asyncio.wait({getter, stopper, closer}, return_when=asyncio.FIRST_COMPLETED)
+        stopper.cancel()
+        closer.cancel()
+        if not getter.done():
+            getter.cancel()
+            return []
+        batch = [getter.result()]
+        deadline = asyncio.get_running_loop().time() + self.settings.batch_linger_ms / 1000
+        while len(batch) < self.settings.batch_size:
+            if not inbox.empty():
+                batch.append(inbox.get_nowait())
+                continue
+            remaining = deadline - asyncio.get_running_loop().time()
+            if remaining <= 0 or stop.is_set():
+                break
+            try:
+                batch.append(await asyncio.wait_for(inbox.get(), remaining))
+            except TimeoutError:
+                break
+        return batch
+
+    def _drain(
+        self, inbox: asyncio.Queue[AbstractIncomingMessage]
+    ) -> list[AbstractIncomingMessage]:
+        batch: list[AbstractIncomingMessage] = []
+        while not inbox.empty() and len(batch) < self.settings.batch_size:
+            batch.append(inbox.get_nowait())
+        return batch
+
+    async def _process(
+        self, channel: AbstractChannel, batch: Sequence[AbstractIncomingMessage]
+    ) -> None:
+        deliveries = [
+            Delivery(m.body, self._source(m), m.routing_key or "") for m in batch
+        ]
+        outcomes = await self.pipeline.handle(deliveries)
+        for incoming, outcome in zip(batch, outcomes, strict=True):
+            await self._settle(channel, incoming, outcome)
+        await batch[-1].ack(multiple=True)
+
+    @staticmethod
+    def _source(incoming: AbstractIncomingMessage) -> Source | None:
+        if incoming.exchange in SOURCES:
+            return SOURCES[incoming.exchange]
+        # Back from a retry queue: the source it first came through travels in a header.
+        header = (incoming.headers or {}).get(SOURCE_HEADER)
+        return SOURCES.get(str(header)) if header else None
+
+    async def _settle(
+        self, channel: AbstractChannel, incoming: AbstractIncomingMessage, outcome: Outcome
+    ) -> None:
+        attempt = _attempt(incoming)
+        log = self._message_log(incoming, outcome, attempt)
+        if outcome.kind == "applied":
+            self.counters.applied += 1
+            log.info("applied", **outcome.detail)
+        elif outcome.kind == "failed" and attempt < self.settings.max_attempts:
+            delay = self.settings.retry_delays[attempt - 1]
+            await self._publish_copy(
+                channel, incoming, retry_queue_name(self.definition.name, delay),
+                {ATTEMPT_HEADER: attempt + 1, "x-last-error": outcome.reason},
+            )
+            self.counters.retried += 1
+            log.warning("retry scheduled", error=outcome.reason, retry_in_s=delay)
+        else:
+            code = "retries_exhausted" if outcome.kind == "failed" else outcome.code
+            reason = (
+                f"gave up after {attempt} attempts: {outcome.reason}"
+                if outcome.kind == "failed"
+                else outcome.reason
+            )
+            await self._publish_copy(
+                channel, incoming, dead_queue_name(self.definition.name),
+                {
+                    "x-reason": reason,
+                    "x-reason-code": code,
+                    "x-consumer": self.definition.name,
+                    ATTEMPT_HEADER: attempt,
+                    "x-dead-lettered-at": utc_now().isoformat(),
+                },
+            )
+            self.counters.dead_lettered += 1
+            self.counters.by_reason[code] = self.counters.by_reason.get(code, 0) + 1
+            log.error("dead-lettered", reason_code=code, reason=reason)
+
+    async def _publish_copy(
+        self,
+        channel: AbstractChannel,
+        incoming: AbstractIncomingMessage,
+        queue: str,
+        extra_headers: dict[str, Any],
+    ) -> None:
+        headers: dict[str, Any] = dict(incoming.headers or {})
+        headers.setdefault("x-original-exchange", incoming.exchange or "")
+        headers.setdefault("x-original-routing-key", incoming.routing_key or "")
+        source = self._source(incoming)
+        if source is not None:
+            headers[SOURCE_HEADER] = next(k for k, v in SOURCES.items() if v == source)
+        headers.update(extra_headers)
+        copy = aio_pika.Message(
+            incoming.body,
+            headers=headers,
+            content_type=incoming.content_type,
+            message_id=incoming.message_id,
+            timestamp=incoming.timestamp,
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+        )
+        await channel.default_exchange.publish(copy, routing_key=queue)
+
+    def _message_log(
+        self, incoming: AbstractIncomingMessage, outcome: Outcome, attempt: int
+    ) -> structlog.typing.FilteringBoundLogger:
+        message = outcome.message
+        return self.log.bind(  # type: ignore[no-any-return]
+            event_id=message.id if message else incoming.message_id,
+            type=message.type if message else incoming.routing_key,
+            agency_id=getattr(message, "agency_id", None),
+            company_id=getattr(message, "company_id", None),
+            attempt=attempt,
+        )
+
+
+def _attempt(incoming: AbstractIncomingMessage) -> int:
+    value = (incoming.headers or {}).get(ATTEMPT_HEADER, 1)
+    try:
+        return max(1, int(value))  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return 1

@@ -1,0 +1,65 @@
+"""A dict-backed store for unit tests of the runtime; held to the same suite as MongoDB."""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from services.store.port import VERSION_FIELD, Index, Stored, Write, from_document, to_document
+
+
+class MemoryStore:
+    def __init__(self) -> None:
+        self.collections: dict[str, dict[str, dict[str, Any]]] = {}
+        self.fail_next: Exception | None = None  # lets a test make the next call fail once
+
+    def _maybe_fail(self) -> None:
+        if self.fail_next is not None:
+            error, self.fail_next = self.fail_next, None
+            raise error
+
+    async def load(
+        self, collection: str, state_type: type[Any], keys: Iterable[str]
+    ) -> dict[str, Stored]:
+        self._maybe_fail()
+        documents = self.collections.get(collection, {})
+        return {
+            key: from_document(copy.deepcopy(documents[key]), state_type)
+            for key in keys
+            if key in documents
+        }
+
+    async def save(self, collection: str, writes: Sequence[Write]) -> set[str]:
+        self._maybe_fail()
+        documents = self.collections.setdefault(collection, {})
+        conflicts: set[str] = set()
+        for write in writes:
+            current = documents.get(write.key)
+            current_version = current[VERSION_FIELD] if current else 0
+            if current_version != write.expected_version:
+                conflicts.add(write.key)
+                continue
+            documents[write.key] = to_document(write.key, write.expected_version + 1, write.state)
+        return conflicts
+
+    async def due(
+        self, collection: str, now: dt.datetime, limit: int, exclude: Iterable[str] = ()
+    ) -> list[str]:
+        self._maybe_fail()
+        skip = set(exclude)
+        keys = [
+            key
+            for key, document in sorted(self.collections.get(collection, {}).items())
+            if document.get("due_at") is not None
+            and document["due_at"] <= now
+            and key not in skip
+        ]
+        return keys[:limit]
+
+    async def ensure_indexes(self, collection: str, indexes: Sequence[Index]) -> None:
+        self.collections.setdefault(collection, {})
+
+    async def ping(self) -> None:
+        self._maybe_fail()

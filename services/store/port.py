@@ -1,0 +1,68 @@
+"""The store port: versioned aggregate documents, written in bulk with optimistic concurrency.
+
+No transactions are needed (FerretDB has none): each aggregate is one document, and a write
+names the version it read, so of two writers racing on one aggregate exactly one wins and the
+other reloads and applies again.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import msgspec
+
+
+@dataclass(frozen=True)
+class Stored:
+    version: int
+    state: Any
+
+
+@dataclass(frozen=True)
+class Write:
+    key: str
+    expected_version: int  # 0: the aggregate must not exist yet
+    state: Any
+
+
+Index = Sequence[tuple[str, int]]
+
+
+class Store(Protocol):
+    async def load(
+        self, collection: str, state_type: type[Any], keys: Iterable[str]
+    ) -> dict[str, Stored]: ...
+
+    async def save(self, collection: str, writes: Sequence[Write]) -> set[str]:
+        """Writes all it can; returns the keys whose expected version did not match."""
+        ...
+
+    async def due(
+        self, collection: str, now: dt.datetime, limit: int, exclude: Iterable[str] = ()
+    ) -> list[str]:
+        """Keys of aggregates whose ``due_at`` is at or before ``now``."""
+        ...
+
+    async def ensure_indexes(self, collection: str, indexes: Sequence[Index]) -> None: ...
+
+    async def ping(self) -> None: ...
+
+
+VERSION_FIELD = "_v"
+
+
+def to_document(key: str, version: int, state: Any) -> dict[str, Any]:
+    """A state as a BSON-ready document: instants stay datetimes, dates become ISO strings."""
+    document: dict[str, Any] = msgspec.to_builtins(state, builtin_types=(dt.datetime,))
+    document["_id"] = key
+    document[VERSION_FIELD] = version
+    return document
+
+
+def from_document(document: dict[str, Any], state_type: type[Any]) -> Stored:
+    return Stored(
+        version=int(document[VERSION_FIELD]), state=msgspec.convert(document, state_type)
+    )
