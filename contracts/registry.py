@@ -99,10 +99,10 @@ def decode(body: bytes) -> Message:
         ) from None
     try:
         head = _head_decoder.decode(body)
+    except msgspec.ValidationError as error:  # a subclass of DecodeError: test it first
+        raise InvalidMessage("invalid", f"envelope: {error}") from None
     except msgspec.DecodeError as error:
         raise InvalidMessage("not_json", f"body is not JSON: {error}") from None
-    except msgspec.ValidationError as error:
-        raise InvalidMessage("invalid", f"envelope: {error}") from None
     versions = KNOWN_VERSIONS.get(head.type)
     if versions is None:
         raise InvalidMessage("unknown_type", f"unknown type {head.type!r}", head.type)

@@ -1,10 +1,10 @@
 """Process entry points.
 
-    python -m services run [--only NAME,...]     every consumer, the catch-all and the clock
-    python -m services consumer NAME             one consumer (what a container runs)
-    python -m services clock                     the clock alone
-    python -m services dead-letters NAME         what is in a dead-letter queue, and why
-    python -m services replay NAME [--limit N]   move dead letters back to be applied again
+python -m services run [--only NAME,...]     every consumer, the catch-all and the clock
+python -m services consumer NAME             one consumer (what a container runs)
+python -m services clock                     the clock alone
+python -m services dead-letters NAME         what is in a dead-letter queue, and why
+python -m services replay NAME [--limit N]   move dead letters back to be applied again
 """
 
 from __future__ import annotations
@@ -41,8 +41,12 @@ async def run_until_signalled(
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     log = structlog.get_logger()
-    log.info("starting", amqp=_redact(settings.amqp_url), mongo=_redact(settings.mongo_url),
-             database=settings.mongo_db)
+    log.info(
+        "starting",
+        amqp=_redact(settings.amqp_url),
+        mongo=_redact(settings.mongo_url),
+        database=settings.mongo_db,
+    )
     await asyncio.gather(*build(stop))
     log.info("stopped")
 
@@ -82,8 +86,11 @@ async def show_dead_letters(settings: Settings, name: str, limit: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m services", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m services",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="every consumer, the catch-all and the clock")
     run.add_argument("--only", help="comma-separated consumer names")

@@ -155,9 +155,7 @@ class ConsumerRunner:
     async def _process(
         self, channel: AbstractChannel, batch: Sequence[AbstractIncomingMessage]
     ) -> None:
-        deliveries = [
-            Delivery(m.body, self._source(m), m.routing_key or "") for m in batch
-        ]
+        deliveries = [Delivery(m.body, self._source(m), m.routing_key or "") for m in batch]
         outcomes = await self.pipeline.handle(deliveries)
         for incoming, outcome in zip(batch, outcomes, strict=True):
             await self._settle(channel, incoming, outcome)
@@ -182,7 +180,9 @@ class ConsumerRunner:
         elif outcome.kind == "failed" and attempt < self.settings.max_attempts:
             delay = self.settings.retry_delays[attempt - 1]
             await self._publish_copy(
-                channel, incoming, retry_queue_name(self.definition.name, delay),
+                channel,
+                incoming,
+                retry_queue_name(self.definition.name, delay),
                 {ATTEMPT_HEADER: attempt + 1, "x-last-error": outcome.reason},
             )
             self.counters.retried += 1
@@ -195,7 +195,9 @@ class ConsumerRunner:
                 else outcome.reason
             )
             await self._publish_copy(
-                channel, incoming, dead_queue_name(self.definition.name),
+                channel,
+                incoming,
+                dead_queue_name(self.definition.name),
                 {
                     "x-reason": reason,
                     "x-reason-code": code,

@@ -35,8 +35,7 @@ async def supervise(
         except asyncio.CancelledError:
             raise
         except Exception as error:  # broker gone, socket reset, channel closed: start anew
-            log.warning("session ended", error=f"{type(error).__name__}: {error}",
-                        retry_in_s=delay)
+            log.warning("session ended", error=f"{type(error).__name__}: {error}", retry_in_s=delay)
         else:
             if stop.is_set():
                 return

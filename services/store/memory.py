@@ -52,9 +52,7 @@ class MemoryStore:
         keys = [
             key
             for key, document in sorted(self.collections.get(collection, {}).items())
-            if document.get("due_at") is not None
-            and document["due_at"] <= now
-            and key not in skip
+            if document.get("due_at") is not None and document["due_at"] <= now and key not in skip
         ]
         return keys[:limit]
 

@@ -40,9 +40,7 @@ class MongoStore:
         if not wanted:
             return {}
         cursor = self.database[collection].find({"_id": {"$in": wanted}})
-        return {
-            document["_id"]: from_document(document, state_type) async for document in cursor
-        }
+        return {document["_id"]: from_document(document, state_type) async for document in cursor}
 
     async def save(self, collection: str, writes: Sequence[Write]) -> set[str]:
         if not writes:

@@ -63,6 +63,4 @@ def to_document(key: str, version: int, state: Any) -> dict[str, Any]:
 
 
 def from_document(document: dict[str, Any], state_type: type[Any]) -> Stored:
-    return Stored(
-        version=int(document[VERSION_FIELD]), state=msgspec.convert(document, state_type)
-    )
+    return Stored(version=int(document[VERSION_FIELD]), state=msgspec.convert(document, state_type))

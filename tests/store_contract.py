@@ -1,0 +1,96 @@
+"""One behaviour suite for every store implementation (in-memory and MongoDB).
+
+A subclass provides the ``store`` fixture; the tests here then hold it to the port's promises.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import msgspec
+import pytest
+
+from services.store import Store, Write
+
+
+class Thing(msgspec.Struct, kw_only=True):
+    name: str
+    day: dt.date
+    at: dt.datetime
+    due_at: dt.datetime | None = None
+    items: dict[str, list[int]] = msgspec.field(default_factory=dict)
+
+
+T0 = dt.datetime(2026, 3, 1, 12, 0, 0, 123000, tzinfo=dt.UTC)
+
+
+def thing(name: str, due_at: dt.datetime | None = None) -> Thing:
+    return Thing(name=name, day=dt.date(2026, 3, 1), at=T0, due_at=due_at, items={"a": [1, 2]})
+
+
+class StoreContract:
+    @pytest.fixture
+    def store(self) -> Any:
+        raise NotImplementedError
+
+    async def test_a_saved_state_loads_back_equal(self, store: Store) -> None:
+        assert await store.save("things", [Write("k1", 0, thing("one"))]) == set()
+        loaded = await store.load("things", Thing, ["k1", "missing"])
+        assert set(loaded) == {"k1"}
+        assert loaded["k1"].version == 1
+        assert loaded["k1"].state == thing("one")
+
+    async def test_writing_with_the_version_read_wins_once(self, store: Store) -> None:
+        await store.save("things", [Write("k1", 0, thing("one"))])
+        first = await store.save("things", [Write("k1", 1, thing("two"))])
+        second = await store.save("things", [Write("k1", 1, thing("three"))])
+        assert (first, second) == (set(), {"k1"})
+        loaded = await store.load("things", Thing, ["k1"])
+        assert loaded["k1"].version == 2
+        assert loaded["k1"].state.name == "two"
+
+    async def test_two_creators_race_and_one_wins(self, store: Store) -> None:
+        assert await store.save("things", [Write("k1", 0, thing("a"))]) == set()
+        assert await store.save("things", [Write("k1", 0, thing("b"))]) == {"k1"}
+
+    async def test_a_bulk_write_reports_exactly_the_conflicting_keys(self, store: Store) -> None:
+        await store.save("things", [Write(k, 0, thing(k)) for k in ("a", "b", "c")])
+        conflicts = await store.save(
+            "things",
+            [
+                Write("a", 1, thing("a2")),
+                Write("b", 7, thing("b2")),  # stale
+                Write("c", 0, thing("c2")),  # exists already
+                Write("d", 0, thing("d")),
+            ],
+        )
+        assert conflicts == {"b", "c"}
+        loaded = await store.load("things", Thing, ["a", "b", "c", "d"])
+        assert {k: s.state.name for k, s in loaded.items()} == {
+            "a": "a2",
+            "b": "b",
+            "c": "c",
+            "d": "d",
+        }
+
+    async def test_due_lists_states_whose_time_has_come(self, store: Store) -> None:
+        hour = dt.timedelta(hours=1)
+        await store.save(
+            "things",
+            [
+                Write("early", 0, thing("e", T0 - hour)),
+                Write("now", 0, thing("n", T0)),
+                Write("later", 0, thing("l", T0 + hour)),
+                Write("never", 0, thing("x", None)),
+            ],
+        )
+        assert await store.due("things", T0, 10) == ["early", "now"]
+        assert await store.due("things", T0, 1) == ["early"]
+        assert await store.due("things", T0, 10, exclude=["early"]) == ["now"]
+
+    async def test_indexes_can_be_ensured_twice(self, store: Store) -> None:
+        index = (("name", 1), ("day", 1))
+        await store.ensure_indexes("things", [index])
+        await store.ensure_indexes("things", [index])
+        await store.ping()

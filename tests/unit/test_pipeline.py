@@ -1,0 +1,200 @@
+"""The batch pipeline on the in-memory store: outcomes, batching, conflicts, failures, ticks."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import pytest
+
+from consumers.bookkeeping import BookkeepingTab
+from consumers.registry import CONSUMERS
+from contracts.envelope import Message
+from contracts.registry import encode
+from services.pipeline import Delivery, Pipeline, Source
+from services.store import Write
+from services.store.memory import MemoryStore
+from tests import factories as f
+
+WALL = dt.datetime(2026, 3, 10, 12, 0, tzinfo=dt.UTC)
+KEY = f"{f.AGENCY}/{f.COMPANY}"
+
+
+def delivery(message: Message, source: Source = "event") -> Delivery:
+    return Delivery(encode(message), source, message.type)
+
+
+@pytest.fixture
+def store() -> MemoryStore:
+    return MemoryStore()
+
+
+def pipeline(store: Any, consumer: str = "bookkeeping") -> Pipeline:
+    return Pipeline(CONSUMERS[consumer], store, lambda: WALL)
+
+
+async def tab(store: MemoryStore) -> BookkeepingTab:
+    loaded = await store.load("bookkeeping", BookkeepingTab, [KEY])
+    state = loaded[KEY].state
+    assert isinstance(state, BookkeepingTab)
+    return state
+
+
+async def test_a_batch_is_applied_and_written_once_per_aggregate(store: MemoryStore) -> None:
+    saves: list[int] = []
+    original = store.save
+
+    async def counting_save(collection: str, writes: Sequence[Write]) -> set[str]:
+        saves.append(len(writes))
+        return await original(collection, writes)
+
+    store.save = counting_save  # type: ignore[method-assign]
+    batch = [
+        f.details(),
+        f.submitted("2026-01", "2026-02-01T09:00"),
+        f.submitted("2026-02", "2026-03-02T09:00"),
+        f.submitted("2026-02", "2026-02-28T09:00", company_id="c-other"),
+    ]
+    outcomes = await pipeline(store).handle([delivery(m) for m in batch])
+    assert [o.kind for o in outcomes] == ["applied"] * 4
+    assert saves == [2]  # one bulk write, two aggregates
+    state = await tab(store)
+    assert [(r.period, r.status) for r in state.periods] == [
+        ("2026-01", "new"),
+        ("2026-02", "new"),
+        ("2026-03", "waiting"),
+    ]
+
+
+async def test_invalid_bodies_get_their_reason_and_the_rest_is_applied(
+    store: MemoryStore,
+) -> None:
+    valid = f.details()
+    bodies = [
+        b"{not json",
+        b"\xff\xfe",
+        b"x" * (64 * 1024 + 1),
+        encode(valid),
+        json.dumps(f.body("bookkeeping.period_submitted", {}, "2026-03-01T00:00")).encode(),
+    ]
+    outcomes = await pipeline(store).handle([Delivery(b, "event") for b in bodies])
+    assert [(o.kind, o.code) for o in outcomes] == [
+        ("invalid", "not_json"),
+        ("invalid", "not_utf8"),
+        ("invalid", "too_large"),
+        ("applied", ""),
+        ("invalid", "invalid"),
+    ]
+    assert "period" in outcomes[4].reason
+    assert (await tab(store)).company.details is not None
+
+
+async def test_a_message_the_consumer_does_not_handle_is_refused(store: MemoryStore) -> None:
+    directory = pipeline(store, "directory")
+    (outcome,) = await directory.handle([delivery(f.uploaded("2026-03-01T10:00"))])
+    assert (outcome.kind, outcome.code) == ("invalid", "not_handled")
+    assert "directory" in outcome.reason
+
+
+@pytest.mark.parametrize(
+    ("message", "source"),
+    [
+        (f.tick("2030-01-01T00:00"), "event"),  # nobody upstream moves our clock
+        (f.set_status("2026-02", "done", "2026-03-01T10:00"), "event"),
+        (f.submitted("2026-02", "2026-03-01T10:00"), "clock"),
+    ],
+)
+async def test_a_message_from_the_wrong_exchange_is_refused(
+    store: MemoryStore, message: Message, source: Source
+) -> None:
+    (outcome,) = await pipeline(store).handle([delivery(message, source)])
+    assert (outcome.kind, outcome.code) == ("invalid", "wrong_source")
+
+
+async def test_a_rejected_command_changes_nothing(store: MemoryStore) -> None:
+    await pipeline(store).handle([delivery(f.details())])
+    before = await tab(store)
+    command = f.set_status("2025-01", "done", "2026-03-01T10:00")
+    (outcome,) = await pipeline(store).handle([delivery(command, "command")])
+    assert (outcome.kind, outcome.code) == ("rejected", "rejected")
+    assert "outside tracking" in outcome.reason
+    assert await tab(store) == before
+
+
+async def test_a_store_failure_fails_the_batch_for_a_later_retry(store: MemoryStore) -> None:
+    store.fail_next = ConnectionError("database is down")
+    outcomes = await pipeline(store).handle(
+        [
+            delivery(f.details()),
+            delivery(f.tick("2026-03-10T00:00"), "clock"),
+            Delivery(b"nope", "event"),
+        ]
+    )
+    assert [(o.kind, o.code) for o in outcomes] == [
+        ("failed", "transient"),
+        ("failed", "transient"),
+        ("invalid", "not_json"),
+    ]
+    assert "database is down" in outcomes[0].reason
+    assert store.collections.get("bookkeeping", {}) == {}
+
+
+async def test_a_lost_race_is_applied_again_on_the_winners_state(store: MemoryStore) -> None:
+    p = pipeline(store)
+    await p.handle([delivery(f.details())])
+    rival = f.submitted("2026-01", "2026-02-01T09:00")
+    original = store.save
+    raced = False
+
+    async def racing_save(collection: str, writes: Sequence[Write]) -> set[str]:
+        nonlocal raced
+        if not raced:  # another replica writes between our load and our save
+            raced = True
+            await pipeline(store).handle([delivery(rival)])
+        return await original(collection, writes)
+
+    store.save = racing_save  # type: ignore[method-assign]
+    (outcome,) = await p.handle([delivery(f.submitted("2026-02", "2026-03-01T09:00"))])
+    assert outcome.kind == "applied"
+    state = await tab(store)
+    assert {r.period: r.status for r in state.periods if r.status == "new"} == {
+        "2026-01": "new",
+        "2026-02": "new",
+    }
+
+
+async def test_events_cannot_speak_for_a_time_after_the_wall_clock(store: MemoryStore) -> None:
+    await pipeline(store).handle([delivery(f.details("2026-12-01T00:00"))])
+    assert (await tab(store)).now == WALL
+
+
+async def test_a_tick_reaches_exactly_the_due_aggregates(store: MemoryStore) -> None:
+    p = pipeline(store)
+    await p.handle(
+        [
+            delivery(f.details("2026-03-01T08:00")),
+            delivery(f.details("2026-03-01T08:00", company_id="c-3")),
+        ]
+    )
+    state = await tab(store)
+    assert state.due_at == dt.datetime(2026, 3, 1, 23, 0, tzinfo=dt.UTC)
+    (outcome,) = await p.handle([delivery(f.tick("2026-03-01T22:59"), "clock")])
+    assert outcome.detail == {"aggregates": 0}
+    (outcome,) = await p.handle([delivery(f.tick("2026-03-10T12:00"), "clock")])
+    assert outcome.detail == {"aggregates": 2}
+    state = await tab(store)
+    assert state.now == dt.datetime(2026, 3, 10, 12, 0, tzinfo=dt.UTC)
+    assert [r.status for r in state.periods] == ["late", "late", "waiting"]
+    (outcome,) = await p.handle([delivery(f.tick("2026-03-10T12:01"), "clock")])
+    assert outcome.detail == {"aggregates": 0}
+
+
+async def test_a_duplicate_writes_nothing(store: MemoryStore) -> None:
+    message = f.details()
+    p = pipeline(store)
+    await p.handle([delivery(message)])
+    (outcome,) = await p.handle([delivery(message)])
+    assert outcome.kind == "applied"
+    assert store.collections["bookkeeping"][KEY]["_v"] == 1
