@@ -8,6 +8,8 @@
     backoffice.<consumer>.retry.<ms>ms  (TTL, then back to backoffice.<consumer>)
     backoffice.<consumer>.dead          (quorum; invalid, rejected and exhausted messages)
 
+The main queue has a single active consumer: replicas stand by rather than compete.
+
 Every declaration is idempotent, so each consumer declares what it uses when it connects.
 """
 
@@ -101,6 +103,10 @@ async def declare_consumer(
         durable=True,
         arguments={
             "x-queue-type": "quorum",
+            # One replica consumes, the others stand by and take over when it goes away: an
+            # aggregate then has one writer at a time. FerretDB cannot make a filtered replace
+            # atomic (it reads, then writes by _id), so competing writers could lose an update.
+            "x-single-active-consumer": True,
             "x-delivery-limit": settings.delivery_limit,
             "x-dead-letter-exchange": "",
             "x-dead-letter-routing-key": dead_queue_name(name),

@@ -94,3 +94,13 @@ class StoreContract:
         await store.ensure_indexes("things", [index])
         await store.ensure_indexes("things", [index])
         await store.ping()
+
+    async def test_racing_writers_exactly_one_wins(self, store: Store) -> None:
+        import asyncio
+
+        await store.save("things", [Write("k1", 0, thing("start"))])
+        rivals = [store.save("things", [Write("k1", 1, thing(f"w{i}"))]) for i in range(8)]
+        results = await asyncio.gather(*rivals)
+        assert sum(1 for conflicts in results if not conflicts) == 1
+        loaded = await store.load("things", Thing, ["k1"])
+        assert loaded["k1"].version == 2

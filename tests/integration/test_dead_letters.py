@@ -1,0 +1,86 @@
+"""Every kind of invalid message lands in a dead-letter queue with its reason, while the valid
+messages around it are applied."""
+
+from __future__ import annotations
+
+import json
+
+from tests import factories as f
+from tests.integration.conftest import System, dead_letters, eventually, publish
+
+KEY = f"{f.AGENCY}/{f.COMPANY}"
+
+
+def submitted_body(**changes: object) -> bytes:
+    body = f.body("bookkeeping.period_submitted", {"period": "2026-02"}, "2026-03-04T09:12")
+    body.update(changes)
+    return json.dumps(body).encode()
+
+
+def bad_org_number() -> bytes:
+    body = f.body(
+        "company.details_changed", {**f.DETAILS, "org_number": "5566778890"}, "2026-01-02T09:00"
+    )
+    return json.dumps(body).encode()
+
+
+INVALID = {
+    # reason code: (routing key, body)
+    "not_json": ("bookkeeping.period_submitted", b'{"id": "x", '),
+    "not_utf8": ("bookkeeping.period_submitted", b'{"id": "\xff\xfe"}'),
+    "too_large": ("bookkeeping.period_submitted", submitted_body(padding="x" * (64 * 1024))),
+    "missing_field": ("bookkeeping.period_submitted", submitted_body(data={})),
+    "bad_period": ("bookkeeping.period_submitted", submitted_body(data={"period": "2026-13"})),
+    "bad_org_number": ("company.details_changed", bad_org_number()),
+}
+EXPECTED_CODE = {"missing_field": "invalid", "bad_period": "invalid", "bad_org_number": "invalid"}
+
+
+async def test_each_kind_of_invalid_message_is_dead_lettered_with_its_reason(
+    system: System,
+) -> None:
+    await system.start()
+    valid_before = [f.details("2026-01-02T08:00"), f.submitted("2026-01", "2026-02-02T09:00")]
+    valid_after = [f.submitted("2026-02", "2026-03-02T09:00"), f.uploaded("2026-03-03T09:00")]
+    unknown_type = json.loads(submitted_body())
+    unknown_type["type"] = "bookkeeping.period_approved"
+    invalid = [
+        *INVALID.values(),
+        ("bookkeeping.period_approved", json.dumps(unknown_type).encode()),
+    ]
+    await publish(system.settings.amqp_url, [*valid_before, *invalid, *valid_after])
+
+    async def valid_applied() -> bool:
+        doc = await system.document("bookkeeping", KEY)
+        return bool(doc and doc["header"]["last_upload_at"] and "2026-02" in doc["facts"])
+
+    await eventually(valid_applied, what="the valid messages")
+    counters = {name: runner.counters for name, runner in system.runners.items()}
+    # Six bad bodies reach bookkeeping (the org number one too, as it handles company details);
+    # the directory gets the bad org number; the unknown type goes to the catch-all.
+    await eventually(
+        lambda: (
+            counters["bookkeeping"].dead_lettered == 6
+            and counters["directory"].dead_lettered == 1
+            and counters["unrouted"].dead_lettered == 1
+        ),
+        what="the dead letters",
+    )
+
+    letters = await dead_letters(system.settings.amqp_url, "bookkeeping")
+    by_body = {letter.body: letter for letter in letters}
+    for kind, (routing_key, body) in INVALID.items():
+        letter = by_body[body]
+        assert letter.headers["x-reason-code"] == EXPECTED_CODE.get(kind, kind), kind
+        assert letter.headers["x-consumer"] == "bookkeeping"
+        assert letter.headers["x-original-routing-key"] == routing_key
+        assert letter.headers["x-original-exchange"] == "accounting.events"
+        assert letter.headers["x-reason"]
+    assert "period" in str(by_body[INVALID["missing_field"][1]].headers["x-reason"])
+    assert "check digit" in str(by_body[INVALID["bad_org_number"][1]].headers["x-reason"])
+
+    (directory_letter,) = await dead_letters(system.settings.amqp_url, "directory")
+    assert "check digit" in str(directory_letter.headers["x-reason"])
+    (unrouted_letter,) = await dead_letters(system.settings.amqp_url, "unrouted")
+    assert unrouted_letter.headers["x-reason-code"] == "unknown_type"
+    assert "bookkeeping.period_approved" in str(unrouted_letter.headers["x-reason"])

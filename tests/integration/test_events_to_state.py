@@ -1,0 +1,121 @@
+"""Events published to accounting.events become the documented state in MongoDB."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+
+import aio_pika
+
+from consumers.bookkeeping import BookkeepingTab
+from consumers.directory import AgencyUserEntry, CompanyEntry
+from contracts.registry import decode
+from services.clock import publish_tick
+from services.store.port import from_document
+from tests import factories as f
+from tests.integration.conftest import (
+    System,
+    dead_letters,
+    eventually,
+    publish,
+    publish_commands,
+)
+
+EXAMPLES = Path(__file__).resolve().parents[3] / "shared" / "examples" / "events.valid.jsonl"
+KEY = f"{f.AGENCY}/{f.COMPANY}"
+
+
+async def test_the_example_events_become_documented_state(system: System) -> None:
+    await system.start()
+    examples = [decode(line.encode()) for line in EXAMPLES.read_text().splitlines() if line]
+    await publish(system.settings.amqp_url, examples)
+
+    async def settled() -> bool:
+        company = await system.document("companies", KEY)
+        user = await system.document("agency_users", f"{f.AGENCY}/u-7")
+        # The last example disconnects the company: once that shows, all before it applied.
+        return company is not None and company["connected"] is False and user is not None
+
+    await eventually(settled, what="the directory documents")
+    company = from_document(await system.document("companies", KEY) or {}, CompanyEntry).state
+    assert (company.name, company.org_number) == ("Bageriet i Byn AB", "556677-8899")
+    user = from_document(
+        await system.document("agency_users", f"{f.AGENCY}/u-7") or {}, AgencyUserEntry
+    ).state
+    assert (user.email, user.active) == ("anna@byran.se", True)
+
+    async def bookkeeping_done() -> bool:
+        doc = await system.document("bookkeeping", KEY)
+        return bool(doc and doc["header"]["last_upload_at"] and doc["facts"].get("2026-02"))
+
+    await eventually(bookkeeping_done, what="bookkeeping to take the upload and submission")
+    tab = from_document(await system.document("bookkeeping", KEY) or {}, BookkeepingTab).state
+    february = next(r for r in tab.periods if r.period == "2026-02")
+    assert february.status == "new"
+    assert february.updated_by_company_at == dt.datetime(2026, 3, 4, 9, 12, 44, tzinfo=dt.UTC)
+    assert tab.header.last_upload_at == dt.datetime(2026, 3, 3, 9, 15, tzinfo=dt.UTC)
+
+    # Types no consumer handles yet are kept, with the reason, in the catch-all's dead letters.
+    unhandled = {
+        "bookkeeping.entry_created",
+        "payroll.month_completed",
+        "vat.report_step_changed",
+        "vat.report_reported_changed",
+        "closing.progress_changed",
+        "closing.k10_help_changed",
+    }
+    await eventually(
+        lambda: system.runners["unrouted"].counters.dead_lettered == len(unhandled),
+        what="unhandled types to reach the catch-all",
+    )
+    letters = await dead_letters(system.settings.amqp_url, "unrouted")
+    assert {json.loads(letter.body)["type"] for letter in letters} == unhandled
+    assert {letter.headers["x-reason-code"] for letter in letters} == {"unrouted"}
+
+
+async def test_the_clock_moves_statuses_and_periods(system: System) -> None:
+    await system.start("bookkeeping")
+    await publish(system.settings.amqp_url, [f.details("2026-01-02T08:00")])
+    await eventually(lambda: system.document("bookkeeping", KEY), what="the tab")
+    async with await aio_pika.connect(system.settings.amqp_url) as connection:
+        channel = await connection.channel()
+        await publish_tick(channel, dt.datetime(2027, 1, 6, 12, 0, tzinfo=dt.UTC))
+
+    async def january_2027_shown() -> bool:
+        doc = await system.document("bookkeeping", KEY)
+        return bool(doc and doc["latest_period"] == "2027-01")
+
+    await eventually(january_2027_shown, what="the tick to reach the tab")
+    tab = from_document(await system.document("bookkeeping", KEY) or {}, BookkeepingTab).state
+    december = next(r for r in tab.periods if r.period == "2026-12")
+    assert (december.status, december.deadline) == ("late", dt.date(2027, 1, 5))
+    assert tab.due_at == dt.datetime(2027, 1, 6, 23, 0, tzinfo=dt.UTC)
+    time_entries = [e for e in tab.history if e.period == "2026-12"]
+    assert [(e.from_, e.to, e.cause.kind) for e in time_entries] == [("waiting", "late", "time")]
+
+
+async def test_a_consultant_command_is_applied_and_a_refused_one_dead_lettered(
+    system: System,
+) -> None:
+    await system.start("bookkeeping")
+    await publish(system.settings.amqp_url, [f.details("2026-01-02T08:00")])
+    await eventually(lambda: system.document("bookkeeping", KEY), what="the tab")
+    accepted = f.set_status("2026-02", "in_progress", "2026-03-05T10:00", user="u-9")
+    refused = f.set_status("2024-02", "done", "2026-03-05T10:00")
+    await publish_commands(system.settings.amqp_url, [accepted, refused])
+
+    async def in_progress() -> bool:
+        doc = await system.document("bookkeeping", KEY)
+        rows = {r["period"]: r for r in (doc or {}).get("periods", [])}
+        return rows.get("2026-02", {}).get("status") == "in_progress"
+
+    await eventually(in_progress, what="the command to apply")
+    await eventually(
+        lambda: system.runners["bookkeeping"].counters.dead_lettered == 1,
+        what="the refused command to be dead-lettered",
+    )
+    (letter,) = await dead_letters(system.settings.amqp_url, "bookkeeping")
+    assert letter.headers["x-reason-code"] == "rejected"
+    assert "outside tracking" in str(letter.headers["x-reason"])
+    assert json.loads(letter.body)["id"] == refused.id

@@ -1,0 +1,223 @@
+"""Nothing is lost when the database goes away, the broker restarts, several replicas compete for
+one queue, or a consumer is told to stop in the middle of its work."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import random
+import signal
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from consumers import bookkeeping
+from consumers.bookkeeping import BookkeepingTab
+from contracts.envelope import Message
+from services.config import Settings
+from services.store.port import from_document
+from services.topology import queue_name
+from tests import factories as f
+from tests.integration.conftest import (
+    System,
+    eventually,
+    publish,
+    queue_depth,
+    rabbitmqctl,
+    servers,
+    spawn,
+)
+
+KEY = f"{f.AGENCY}/{f.COMPANY}"
+
+
+async def submitted_periods(system: System, key: str = KEY) -> set[str]:
+    doc = await system.document("bookkeeping", key)
+    return set((doc or {}).get("facts", {}))
+
+
+async def test_every_message_is_applied_across_a_database_outage(system: System) -> None:
+    await system.start("bookkeeping")
+    await publish(system.settings.amqp_url, [f.details("2026-01-02T08:00")])
+    months = [f"2026-{m:02d}" for m in range(1, 11)]
+    first, second = months[:4], months[4:]
+    await publish(system.settings.amqp_url, [f.submitted(p, f"{p}-28T09:00") for p in first])
+    await eventually(lambda: _has(system, first), what="the first submissions")
+    servers("stop", "mongo")
+    try:
+        await publish(system.settings.amqp_url, [f.submitted(p, f"{p}-28T09:00") for p in second])
+        runner = system.runners["bookkeeping"]
+        await eventually(
+            lambda: runner.counters.retried >= len(second),
+            timeout=30,
+            what="retries while the database is down",
+        )
+    finally:
+        servers("start", "mongo")
+    await eventually(lambda: _has(system, months), timeout=60, what="every submission")
+    assert system.runners["bookkeeping"].counters.dead_lettered == 0
+
+
+async def _has(system: System, periods: list[str]) -> bool:
+    try:
+        return set(periods) <= await submitted_periods(system)
+    except Exception:  # the database is still coming back
+        return False
+
+
+async def test_consumers_come_back_after_a_broker_restart(system: System) -> None:
+    await system.start("bookkeeping")
+    await publish(
+        system.settings.amqp_url,
+        [f.details("2026-01-02T08:00"), f.submitted("2026-01", "2026-02-01T09:00")],
+    )
+    await eventually(lambda: _has(system, ["2026-01"]), what="the first submission")
+    runner = system.runners["bookkeeping"]
+    rabbitmqctl("stop_app")
+    try:
+        await eventually(lambda: not runner.consuming.is_set(), what="the consumer to notice")
+    finally:
+        rabbitmqctl("start_app")
+        rabbitmqctl("await_startup")
+    await eventually(runner.consuming.is_set, timeout=60, what="the consumer to come back")
+    await publish(system.settings.amqp_url, [f.submitted("2026-02", "2026-03-01T09:00")])
+    await eventually(lambda: _has(system, ["2026-01", "2026-02"]), what="the new submission")
+
+
+def generated_events(companies: list[str], seed: int) -> list[Message]:
+    rng = random.Random(seed)
+    events: list[Message] = []
+    for company in companies:
+        events.append(f.details("2026-01-02T08:00", company_id=company))
+        events.append(
+            f.details(
+                "2026-06-01T08:00",
+                company_id=company,
+                fiscal_year_start="2026-07-01",
+                fiscal_year_end="2027-06-30",
+                submission_day=rng.randint(1, 28),
+            )
+        )
+        for _ in range(60):
+            period = f"2026-{rng.randint(1, 10):02d}"
+            moment = dt.datetime(2026, 1, 1, tzinfo=dt.UTC) + dt.timedelta(
+                minutes=rng.randint(0, 300 * 24 * 60)
+            )
+            events.append(f.submitted(period, moment.isoformat(), company_id=company))
+        events += [f.uploaded(f"2026-0{m}-10T10:00", company_id=company) for m in range(1, 9)]
+    return events
+
+
+def expected_tabs(events: list[Message]) -> dict[str, BookkeepingTab]:
+    tabs: dict[str, Any] = {}
+    for event in sorted(events, key=lambda e: (e.occurred_at, e.id)):
+        key = bookkeeping.RULEBOOK.key(event)
+        tabs[key] = bookkeeping.apply(tabs.get(key), event, event.occurred_at)  # type: ignore[arg-type]
+    return tabs
+
+
+async def test_two_processes_on_one_queue_reach_the_in_order_state(
+    system: System, settings: Settings, tmp_path: Path
+) -> None:
+    """Two replicas on one queue; the active one is killed mid-stream and the other takes over."""
+    companies = ["c-1", "c-2", "c-3"]
+    events = generated_events(companies, seed=7)
+    expected = expected_tabs(events)
+    delivered = events + random.Random(8).sample(events, 40)  # duplicates
+    random.Random(9).shuffle(delivered)
+    first_half, second_half = delivered[: len(delivered) // 2], delivered[len(delivered) // 2 :]
+    small_batches = {"BACKOFFICE_PREFETCH": "8", "BACKOFFICE_BATCH_SIZE": "8"}
+    logs = [tmp_path / f"replica{i}.log" for i in range(2)]
+    processes = []
+    try:
+        for log in logs:  # one after the other, so that the first is the active consumer
+            processes.append(spawn(settings, log, "consumer", "bookkeeping", **small_batches))
+            await eventually(lambda log=log: "consuming" in _read(log), what="a replica")
+        await publish(settings.amqp_url, first_half)
+        await eventually(lambda: _read(logs[0]).count('"applied"') >= 20, what="replica 0")
+        processes[0].kill()  # no goodbye: whatever it held unacked is delivered again
+        processes[0].wait(10)
+        await publish(settings.amqp_url, second_half)
+
+        async def converged() -> bool:
+            for company in companies:
+                key = f"{f.AGENCY}/{company}"
+                doc = await system.document("bookkeeping", key)
+                if doc is None or from_document(doc, BookkeepingTab).state != expected[key]:
+                    return False
+            return True
+
+        await eventually(converged, timeout=90, what="the replicas to reach the in-order state")
+        assert '"applied"' in _read(logs[1]), "the standby took over"
+        processes[1].send_signal(signal.SIGTERM)
+        assert processes[1].wait(30) == 0
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+
+
+def _read(path: Path) -> str:
+    return path.read_text() if path.exists() else ""
+
+
+async def _wait_for_queue(settings: Settings) -> None:
+    async def declared() -> bool:
+        try:
+            await queue_depth(settings.amqp_url, queue_name("bookkeeping"))
+            return True
+        except Exception:
+            return False
+
+    await eventually(declared, timeout=30, what="a replica to declare its queue")
+    await asyncio.sleep(0.5)  # both replicas consuming before the burst
+
+
+async def test_sigterm_finishes_and_acks_what_it_holds(
+    system: System, settings: Settings, tmp_path: Path
+) -> None:
+    companies = [f"c-{i}" for i in range(1000)]
+    process = spawn(
+        settings,
+        tmp_path / "consumer.log",
+        "consumer",
+        "bookkeeping",
+        BACKOFFICE_PREFETCH="200",
+        BACKOFFICE_BATCH_SIZE="20",
+    )
+    try:
+        await _wait_for_queue(settings)
+        # Keep publishing while the consumer is stopped, so it surely holds work when told.
+        publishing = asyncio.create_task(
+            publish(settings.amqp_url, [f.details(company_id=c) for c in companies])
+        )
+        collection = system.client[settings.mongo_db]["bookkeeping"]
+        await eventually(lambda: _count_at_least(collection, 20), what="work under way")
+        process.send_signal(signal.SIGTERM)
+        assert await asyncio.to_thread(process.wait, 30) == 0
+        await publishing
+    finally:
+        if process.poll() is None:
+            process.kill()
+    applied = await collection.count_documents({})
+    waiting = await queue_depth(settings.amqp_url, queue_name("bookkeeping"))
+    # Each message was either applied and acked, or left in the queue: none applied and then
+    # handed back (that would count twice), none lost.
+    assert applied + waiting == len(companies), (applied, waiting)
+    assert applied < len(companies), "stopped before the end, or the test proves nothing"
+    log = (tmp_path / "consumer.log").read_text()
+    assert "stopped consuming" in log
+
+
+async def _count_at_least(collection: Any, n: int) -> bool:
+    return int(await collection.count_documents({})) >= n
+
+
+def test_servers_script_reports_both_servers() -> None:
+    out = subprocess.run(
+        ["bash", str(Path(__file__).parents[2] / "deploy" / "servers.sh"), "status"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert "rabbitmq: up" in out and "mongo:    up" in out
