@@ -85,6 +85,29 @@ async def show_dead_letters(settings: Settings, name: str, limit: int) -> None:
         print(f"- {letter.message_id}: [{letter.reason_code}] {letter.reason}")
 
 
+async def health(settings: Settings) -> bool:
+    import aio_pika
+
+    ok = True
+    try:
+        connection = await aio_pika.connect(settings.amqp_url, timeout=5)
+        await connection.close()
+        print("broker: ok")
+    except Exception as error:
+        print(f"broker: {type(error).__name__}: {error}")
+        ok = False
+    client = connect(settings.mongo_url, min(settings.mongo_timeout_ms, 5000))
+    try:
+        await MongoStore(client[settings.mongo_db]).ping()
+        print("database: ok")
+    except Exception as error:
+        print(f"database: {type(error).__name__}: {error}")
+        ok = False
+    finally:
+        await client.close()
+    return ok
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m services",
@@ -104,6 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     replay = commands.add_parser("replay", help="move dead letters back to their queue")
     replay.add_argument("name", choices=ALL_NAMES)
     replay.add_argument("--limit", type=int, default=1_000_000)
+    commands.add_parser("health", help="check that the broker and database answer")
     args = parser.parse_args(argv)
 
     try:
@@ -129,6 +153,8 @@ def main(argv: list[str] | None = None) -> int:
         case "replay":
             moved = asyncio.run(operations.replay(settings, args.name, args.limit))
             print(f"replayed {moved} messages into backoffice.{args.name}")
+        case "health":
+            return 0 if asyncio.run(health(settings)) else 1
     return 0
 
 

@@ -32,7 +32,6 @@ from services.topology import ACCOUNTING_EXCHANGE, COMMANDS_EXCHANGE, dead_queue
 
 ROOT = Path(__file__).resolve().parents[2]
 SERVERS = ROOT / "deploy" / "servers.sh"
-AMQP_PORT, MONGO_PORT = 5672, 27017
 
 pytestmark = pytest.mark.integration
 
@@ -43,38 +42,94 @@ def port_open(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
-def servers(*args: str) -> None:
-    subprocess.run([str(SERVERS), *args], check=True, stdout=subprocess.DEVNULL)
+class LocalServers:
+    """The servers ``deploy/servers.sh`` runs on this machine."""
+
+    amqp_host = "127.0.0.1:5672"
+    mongo_url = "mongodb://127.0.0.1:27017/"
+
+    def __init__(self) -> None:
+        if not (port_open(5672) and port_open(27017)):
+            self._script("up")
+
+    def _script(self, *args: str) -> None:
+        subprocess.run([str(SERVERS), *args], check=True, stdout=subprocess.DEVNULL)
+
+    def rabbitmqctl(self, *args: str) -> None:
+        subprocess.run(["rabbitmqctl", "-q", *args], check=True, stdout=subprocess.DEVNULL)
+
+    def stop_database(self) -> None:
+        self._script("stop", "mongo")
+
+    def start_database(self) -> None:
+        self._script("start", "mongo")
+
+    def close(self) -> None:
+        pass
+
+
+class DockerServers:
+    """The official images, through testcontainers, where a Docker engine answers.
+
+    Chosen with BACKOFFICE_TEST_SERVERS=docker; a database outage is a paused container.
+    """
+
+    def __init__(self) -> None:
+        from testcontainers.mongodb import MongoDbContainer
+        from testcontainers.rabbitmq import RabbitMqContainer
+
+        self.rabbitmq = RabbitMqContainer("rabbitmq:3.13").start()
+        self.mongo = MongoDbContainer("mongo:7").start()
+        host = self.rabbitmq.get_container_host_ip()
+        self.amqp_host = f"{host}:{self.rabbitmq.get_exposed_port(5672)}"
+        self.mongo_url = self.mongo.get_connection_url()
+
+    def rabbitmqctl(self, *args: str) -> None:
+        code, output = self.rabbitmq.exec(["rabbitmqctl", "-q", *args])
+        if code != 0:
+            raise subprocess.CalledProcessError(code, ["rabbitmqctl", *args], output)
+
+    def stop_database(self) -> None:
+        self.mongo.get_wrapped_container().pause()
+
+    def start_database(self) -> None:
+        self.mongo.get_wrapped_container().unpause()
+
+    def close(self) -> None:
+        self.rabbitmq.stop()
+        self.mongo.stop()
+
+
+Servers = LocalServers | DockerServers
 
 
 @pytest.fixture(scope="session")
-def running_servers() -> None:
-    if not (port_open(AMQP_PORT) and port_open(MONGO_PORT)):
-        servers("up")
-
-
-def rabbitmqctl(*args: str) -> None:
-    subprocess.run(["rabbitmqctl", "-q", *args], check=True, stdout=subprocess.DEVNULL)
+def servers() -> Iterable[Servers]:
+    chosen: Servers = (
+        DockerServers() if os.environ.get("BACKOFFICE_TEST_SERVERS") == "docker" else LocalServers()
+    )
+    yield chosen
+    chosen.close()
 
 
 @pytest.fixture
-def amqp_url(running_servers: None) -> Iterable[str]:
+def amqp_url(servers: Servers) -> Iterable[str]:
     vhost = f"test-{uuid.uuid4().hex[:12]}"
-    rabbitmqctl("add_vhost", vhost)
-    rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
-    yield f"amqp://guest:guest@127.0.0.1:{AMQP_PORT}/{vhost}"
+    servers.rabbitmqctl("add_vhost", vhost)
+    servers.rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
+    yield f"amqp://guest:guest@{servers.amqp_host}/{vhost}"
     with contextlib.suppress(subprocess.CalledProcessError):
-        rabbitmqctl("delete_vhost", vhost)
+        servers.rabbitmqctl("delete_vhost", vhost)
 
 
 @pytest.fixture
-def mongo_db(running_servers: None) -> str:
+def mongo_db() -> str:
     return f"test_{uuid.uuid4().hex[:12]}"
 
 
 @pytest.fixture
-async def mongo(mongo_db: str) -> AsyncIterator[AsyncMongoClient[dict[str, Any]]]:
-    client = connect(f"mongodb://127.0.0.1:{MONGO_PORT}/", 5000)
+async def mongo(servers: Servers, mongo_db: str) -> AsyncIterator[AsyncMongoClient[dict[str, Any]]]:
+    client = connect(servers.mongo_url, 5000)
     yield client
     with contextlib.suppress(Exception):
         await client.drop_database(mongo_db)
@@ -82,10 +137,10 @@ async def mongo(mongo_db: str) -> AsyncIterator[AsyncMongoClient[dict[str, Any]]
 
 
 @pytest.fixture
-def settings(amqp_url: str, mongo_db: str) -> Settings:
+def settings(servers: Servers, amqp_url: str, mongo_db: str) -> Settings:
     return Settings(
         amqp_url=amqp_url,
-        mongo_url=f"mongodb://127.0.0.1:{MONGO_PORT}/",
+        mongo_url=servers.mongo_url,
         mongo_db=mongo_db,
         mongo_timeout_ms=1000,
         batch_linger_ms=5,

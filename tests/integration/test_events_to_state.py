@@ -22,7 +22,7 @@ from tests.integration.conftest import (
     publish_commands,
 )
 
-EXAMPLES = Path(__file__).resolve().parents[3] / "shared" / "examples" / "events.valid.jsonl"
+EXAMPLES = Path(__file__).resolve().parents[1] / "data" / "events.valid.jsonl"
 KEY = f"{f.AGENCY}/{f.COMPANY}"
 
 

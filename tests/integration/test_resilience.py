@@ -19,12 +19,11 @@ from services.store.port import from_document
 from services.topology import queue_name
 from tests import factories as f
 from tests.integration.conftest import (
+    Servers,
     System,
     eventually,
     publish,
     queue_depth,
-    rabbitmqctl,
-    servers,
     spawn,
 )
 
@@ -36,14 +35,16 @@ async def submitted_periods(system: System, key: str = KEY) -> set[str]:
     return set((doc or {}).get("facts", {}))
 
 
-async def test_every_message_is_applied_across_a_database_outage(system: System) -> None:
+async def test_every_message_is_applied_across_a_database_outage(
+    system: System, servers: Servers
+) -> None:
     await system.start("bookkeeping")
     await publish(system.settings.amqp_url, [f.details("2026-01-02T08:00")])
     months = [f"2026-{m:02d}" for m in range(1, 11)]
     first, second = months[:4], months[4:]
     await publish(system.settings.amqp_url, [f.submitted(p, f"{p}-28T09:00") for p in first])
     await eventually(lambda: _has(system, first), what="the first submissions")
-    servers("stop", "mongo")
+    servers.stop_database()
     try:
         await publish(system.settings.amqp_url, [f.submitted(p, f"{p}-28T09:00") for p in second])
         runner = system.runners["bookkeeping"]
@@ -53,7 +54,7 @@ async def test_every_message_is_applied_across_a_database_outage(system: System)
             what="retries while the database is down",
         )
     finally:
-        servers("start", "mongo")
+        servers.start_database()
     await eventually(lambda: _has(system, months), timeout=60, what="every submission")
     assert system.runners["bookkeeping"].counters.dead_lettered == 0
 
@@ -65,7 +66,7 @@ async def _has(system: System, periods: list[str]) -> bool:
         return False
 
 
-async def test_consumers_come_back_after_a_broker_restart(system: System) -> None:
+async def test_consumers_come_back_after_a_broker_restart(system: System, servers: Servers) -> None:
     await system.start("bookkeeping")
     await publish(
         system.settings.amqp_url,
@@ -73,12 +74,12 @@ async def test_consumers_come_back_after_a_broker_restart(system: System) -> Non
     )
     await eventually(lambda: _has(system, ["2026-01"]), what="the first submission")
     runner = system.runners["bookkeeping"]
-    rabbitmqctl("stop_app")
+    servers.rabbitmqctl("stop_app")
     try:
         await eventually(lambda: not runner.consuming.is_set(), what="the consumer to notice")
     finally:
-        rabbitmqctl("start_app")
-        rabbitmqctl("await_startup")
+        servers.rabbitmqctl("start_app")
+        servers.rabbitmqctl("await_startup")
     await eventually(runner.consuming.is_set, timeout=60, what="the consumer to come back")
     await publish(system.settings.amqp_url, [f.submitted("2026-02", "2026-03-01T09:00")])
     await eventually(lambda: _has(system, ["2026-01", "2026-02"]), what="the new submission")

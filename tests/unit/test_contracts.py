@@ -13,7 +13,7 @@ from contracts.fields import luhn_valid
 from contracts.registry import INBOUND_EVENTS, InvalidMessage, decode, encode, type_name
 from tests import factories as f
 
-EXAMPLES = Path(__file__).resolve().parents[3] / "shared" / "examples"
+EXAMPLES = Path(__file__).resolve().parents[1] / "data"
 VALID = [line for line in (EXAMPLES / "events.valid.jsonl").read_text().splitlines() if line]
 INVALID = [
     json.loads(line)

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# The whole test suite: lint, types, schemas, then unit and integration tests on real servers.
+# Arguments go to pytest (e.g. tests/unit, -k bookkeeping).
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$root"
+deploy/setup.sh
+deploy/servers.sh up
+.venv/bin/ruff check .
+.venv/bin/ruff format --check .
+.venv/bin/mypy
+.venv/bin/python -m contracts.schemas --check
+.venv/bin/pytest "$@"
