@@ -114,11 +114,23 @@ mongo_start() {
   wait_port "$mongo_port" 60 MongoDB
 }
 
-mongo_stop() {
+# The pid of the server on our port: from our pid file, or (started from another checkout of the
+# project) from the socket's owner, when that is a mongod or a FerretDB.
+mongo_pid() {
   if mongo_running; then
+    cat "$mongo_pidfile"
+    return
+  fi
+  command -v ss >/dev/null || return 0
+  ss -ltnpH "sport = :$mongo_port" 2>/dev/null |
+    sed -n 's/.*("\(ferretdb[^"]*\|mongod\)",pid=\([0-9]*\).*/\2/p' | head -n 1
+}
+
+mongo_stop() {
+  local pid i
+  pid=$(mongo_pid)
+  if [ -n "$pid" ]; then
     log "stopping the MongoDB wire-protocol server"
-    local pid i
-    pid=$(cat "$mongo_pidfile")
     kill "$pid" 2>/dev/null || true
     for ((i = 0; i < 100; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
     kill -9 "$pid" 2>/dev/null || true
