@@ -48,7 +48,12 @@ rabbit_start() {
     log "starting RabbitMQ"
     rabbitmq-server -detached
   fi
-  timeout 120 rabbitmqctl -q await_startup >/dev/null
+  # await_startup fails at once while the node has not registered yet: ask until it answers.
+  local i
+  for ((i = 0; i < 120; i++)); do
+    timeout 120 rabbitmqctl -q await_startup >/dev/null 2>&1 && break
+    sleep 1
+  done
   wait_port "$amqp_port" 60 RabbitMQ
 }
 
