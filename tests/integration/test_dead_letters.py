@@ -3,8 +3,10 @@ messages around it are applied."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
+from services.config import Settings
 from tests import factories as f
 from tests.integration.conftest import System, dead_letters, eventually, publish
 
@@ -84,3 +86,30 @@ async def test_each_kind_of_invalid_message_is_dead_lettered_with_its_reason(
     (unrouted_letter,) = await dead_letters(system.settings.amqp_url, "unrouted")
     assert unrouted_letter.headers["x-reason-code"] == "unknown_type"
     assert "bookkeeping.period_approved" in str(unrouted_letter.headers["x-reason"])
+
+
+async def test_a_failure_that_outlasts_every_retry_is_dead_lettered(
+    settings: Settings, mongo: object
+) -> None:
+    """No database answers: each message is retried with the configured delays, then parked."""
+    unreachable = dataclasses.replace(
+        settings,
+        mongo_url="mongodb://127.0.0.1:9/",
+        mongo_timeout_ms=200,
+        retry_delays=(0.2, 0.4),
+    )
+    system = System(unreachable)
+    try:
+        await system.start("bookkeeping")
+        message = f.submitted("2026-02", "2026-03-02T09:00")
+        await publish(unreachable.amqp_url, [message])
+        runner = system.runners["bookkeeping"]
+        await eventually(lambda: runner.counters.dead_lettered == 1, what="the dead letter")
+        assert runner.counters.retried == 2
+        (letter,) = await dead_letters(unreachable.amqp_url, "bookkeeping")
+        assert letter.headers["x-reason-code"] == "retries_exhausted"
+        assert letter.headers["x-attempt"] == 3
+        assert "gave up after 3 attempts" in str(letter.headers["x-reason"])
+        assert letter.message_id == message.id
+    finally:
+        await system.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
 import random
 import signal
 import subprocess
@@ -150,6 +151,9 @@ async def test_two_processes_on_one_queue_reach_the_in_order_state(
 
         await eventually(converged, timeout=90, what="the replicas to reach the in-order state")
         assert '"applied"' in _read(logs[1]), "the standby took over"
+        applied = [json.loads(line) for line in _read(logs[1]).splitlines() if '"applied"' in line]
+        for field in ("event_id", "type", "agency_id", "company_id", "consumer"):
+            assert applied[0][field], f"log lines carry {field}"
         processes[1].send_signal(signal.SIGTERM)
         assert processes[1].wait(30) == 0
     finally:

@@ -1,0 +1,42 @@
+from __future__ import annotations
+
+import pytest
+
+from services.config import Settings
+
+
+def test_defaults_need_no_environment() -> None:
+    settings = Settings.from_env({})
+    assert settings.amqp_url.startswith("amqp://")
+    assert settings.max_attempts == len(settings.retry_delays) + 1
+
+
+def test_environment_overrides() -> None:
+    settings = Settings.from_env(
+        {
+            "BACKOFFICE_PREFETCH": "10",
+            "BACKOFFICE_RETRY_DELAYS": "0.5, 2",
+            "BACKOFFICE_TICK_SECONDS": "1.5",
+            "BACKOFFICE_MONGO_DB": "x",
+        }
+    )
+    assert (settings.prefetch, settings.retry_delays, settings.tick_seconds) == (
+        10,
+        (0.5, 2.0),
+        1.5,
+    )
+    assert settings.mongo_db == "x"
+    assert settings.max_attempts == 3
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("BACKOFFICE_PREFETCH", "many"),
+        ("BACKOFFICE_RETRY_DELAYS", "1,-2"),
+        ("BACKOFFICE_RETRY_DELAYS", ""),
+    ],
+)
+def test_a_bad_value_names_the_variable(name: str, value: str) -> None:
+    with pytest.raises(ValueError, match=name):
+        Settings.from_env({name: value})
