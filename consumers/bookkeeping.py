@@ -16,8 +16,7 @@ from typing import Literal
 
 import msgspec
 
-from consumers import months
-from consumers.company_facts import CompanyFacts, merge_company
+from consumers.company_facts import CompanyFacts, merge_company, tracked_months
 from consumers.deadlines import bookkeeping_submission_deadline
 from consumers.rulebook import (
     Cause,
@@ -27,10 +26,10 @@ from consumers.rulebook import (
     company_key,
     later,
 )
-from consumers.stockholm import days_left, end_of_day, next_midnight, today
+from consumers.stockholm import days_left, end_of_day, next_midnight
 from contracts.bookkeeping import BookkeepingDocumentUploaded, BookkeepingPeriodSubmitted
 from contracts.clock import ClockTick
-from contracts.commands import SetBookkeepingPeriodStatus
+from contracts.commands import SetBookkeepingPeriodStatus, SetEngagement
 from contracts.company import CompanyDetailsChanged, CompanyDisconnected
 from contracts.status import CLIENT_TODO
 
@@ -42,6 +41,7 @@ BookkeepingMessage = (
     | BookkeepingDocumentUploaded
     | BookkeepingPeriodSubmitted
     | SetBookkeepingPeriodStatus
+    | SetEngagement
     | ClockTick
 )
 
@@ -99,7 +99,7 @@ def apply(
         tab = BookkeepingTab(agency_id=message.agency_id, company_id=message.company_id)
     now = later(tab.now, now)
     match message:
-        case CompanyDetailsChanged() | CompanyDisconnected():
+        case CompanyDetailsChanged() | CompanyDisconnected() | SetEngagement():
             tab = msgspec.structs.replace(tab, company=merge_company(tab.company, message))
         case BookkeepingDocumentUploaded():
             last = tab.header.last_upload_at
@@ -131,7 +131,7 @@ def _set_status(
     period = command.data.period
     if any(f.id == command.id for f in tab.facts.get(period, [])):
         return tab  # a redelivered command was applied already
-    tracked = tracked_periods(tab.company, now)
+    tracked = tracked_months(tab.company, now)
     if period not in tracked:
         if not tracked:
             raise Rejected("the company has no bookkeeping periods yet")
@@ -146,28 +146,13 @@ def _set_status(
     return _with_fact(tab, period, fact)
 
 
-def tracked_periods(company: CompanyFacts, now: dt.datetime) -> list[str]:
-    """The months the tab shows: from the tracking start through the current month (§4, §5).
-
-    With no engagement start month, tracking starts at the first month of the earliest fiscal
-    year reported. A disconnected company shows no month after the one it left in.
-    """
-    if company.first_fiscal_year_start is None:
-        return []
-    first = months.month_of(company.first_fiscal_year_start)
-    last = months.month_of(today(now))
-    if not company.connected and company.disconnected_stamp is not None:
-        last = min(last, months.month_of(today(company.disconnected_stamp.at)))
-    return list(months.months_between(first, last))
-
-
 def evaluate(tab: BookkeepingTab, now: dt.datetime) -> BookkeepingTab:
     """Rows, header, counts and history of ``tab`` as they stand at ``now``."""
     details = tab.company.details
     submission_day = details.submission_day if details else None
     rows: list[Row] = []
     history: list[HistoryEntry] = []
-    for period in tracked_periods(tab.company, now):
+    for period in tracked_months(tab.company, now):
         row, entries = _period(period, tab.facts.get(period, []), submission_day, now)
         rows.append(row)
         history.extend(entries)
@@ -259,6 +244,7 @@ RULEBOOK: Rulebook[BookkeepingTab] = Rulebook(
             "bookkeeping.document_uploaded",
             "bookkeeping.period_submitted",
             "bookkeeping.set_period_status",
+            "company.set_engagement",
             "clock.tick",
         }
     ),

@@ -13,6 +13,7 @@ import msgspec
 
 from consumers.company_facts import CompanyFacts, merge_company
 from consumers.rulebook import Rulebook, Stamp, company_key, later
+from contracts.commands import SetEngagement
 from contracts.company import AgencyUserChanged, CompanyDetailsChanged, CompanyDisconnected
 
 
@@ -26,11 +27,13 @@ class CompanyEntry(msgspec.Struct, kw_only=True):
     name: str | None = None
     org_number: str | None = None
     org_number_digits: str | None = None
+    engagement_start: str | None = None
+    responsible_user_id: str | None = None
 
 
 def apply_company(
     entry: CompanyEntry | None,
-    message: CompanyDetailsChanged | CompanyDisconnected,
+    message: CompanyDetailsChanged | CompanyDisconnected | SetEngagement,
     now: dt.datetime,
 ) -> CompanyEntry:
     if entry is None:
@@ -45,6 +48,8 @@ def apply_company(
         name=details.name if details else None,
         org_number=details.org_number if details else None,
         org_number_digits=details.org_number.replace("-", "") if details else None,
+        engagement_start=facts.engagement_start,
+        responsible_user_id=facts.responsible_user_id,
     )
 
 
@@ -83,11 +88,14 @@ def agency_user_key(message: AgencyUserChanged) -> str:
 COMPANIES: Rulebook[CompanyEntry] = Rulebook(
     collection="companies",
     state_type=CompanyEntry,
-    handles=frozenset({"company.details_changed", "company.disconnected"}),
+    handles=frozenset(
+        {"company.details_changed", "company.disconnected", "company.set_engagement"}
+    ),
     key=company_key,
     apply=apply_company,
     indexes=(
         (("agency_id", 1), ("name", 1)),
+        (("agency_id", 1), ("responsible_user_id", 1)),
         (("agency_id", 1), ("org_number_digits", 1)),
     ),
 )

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Final
 
-from consumers import bookkeeping, directory
+from consumers import bookkeeping, closing, directory, payroll, vat
 from consumers.rulebook import Rulebook
 
 
@@ -40,10 +40,18 @@ class ConsumerDefinition:
         return None
 
 
-CONSUMERS: Final[dict[str, ConsumerDefinition]] = {
-    definition.name: definition
-    for definition in (
-        ConsumerDefinition("directory", (directory.COMPANIES, directory.AGENCY_USERS)),
-        ConsumerDefinition("bookkeeping", (bookkeeping.RULEBOOK,)),
-    )
-}
+def consumers(closing_url: str = closing.DEFAULT_CLOSING_URL) -> dict[str, ConsumerDefinition]:
+    """Every consumer; ``closing_url`` is the link template of the client's accounting system."""
+    return {
+        definition.name: definition
+        for definition in (
+            ConsumerDefinition("directory", (directory.COMPANIES, directory.AGENCY_USERS)),
+            ConsumerDefinition("bookkeeping", (bookkeeping.RULEBOOK,)),
+            ConsumerDefinition("payroll", (payroll.RULEBOOK,)),
+            ConsumerDefinition("vat", (vat.RULEBOOK,)),
+            ConsumerDefinition("closing", (closing.rulebook(closing_url),)),
+        )
+    }
+
+
+CONSUMERS: Final = consumers()

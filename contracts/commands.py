@@ -31,3 +31,31 @@ class SetBookkeepingPeriodStatus(CompanyMessage, tag="bookkeeping.set_period_sta
     """A consultant sets the status of a bookkeeping period (SPEC §5.1 rule 3)."""
 
     data: PeriodStatus
+
+
+class PayrollPeriodStatus(msgspec.Struct, kw_only=True):
+    period: Period
+    status: ConsultantStatus
+    user_id: Identifier
+
+
+class SetPayrollPeriodStatus(CompanyMessage, tag="payroll.set_period_status", kw_only=True):
+    """A consultant sets the status of a payroll period (SPEC §5.2)."""
+
+    data: PayrollPeriodStatus
+
+
+class Engagement(msgspec.Struct, kw_only=True):
+    start_month: Period
+    responsible_user_id: Identifier
+    user_id: Identifier  # the consultant who set it
+
+
+class SetEngagement(CompanyMessage, tag="company.set_engagement", kw_only=True):
+    """The engagement's start month and responsible consultant, set together (SPEC §4).
+
+    Owned by the directory; every tab consumer also takes it, since tracking starts at the
+    engagement's start month.
+    """
+
+    data: Engagement

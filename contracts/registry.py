@@ -17,7 +17,11 @@ from contracts.bookkeeping import (
 )
 from contracts.clock import ClockTick
 from contracts.closing import ClosingK10HelpChanged, ClosingProgressChanged
-from contracts.commands import SetBookkeepingPeriodStatus
+from contracts.commands import (
+    SetBookkeepingPeriodStatus,
+    SetEngagement,
+    SetPayrollPeriodStatus,
+)
 from contracts.company import AgencyUserChanged, CompanyDetailsChanged, CompanyDisconnected
 from contracts.envelope import Message
 from contracts.payroll import PayrollMonthCompleted
@@ -40,7 +44,11 @@ INBOUND_EVENTS: Final[tuple[type[Message], ...]] = (
     ClosingK10HelpChanged,
 )
 
-COMMANDS: Final[tuple[type[Message], ...]] = (SetBookkeepingPeriodStatus,)
+COMMANDS: Final[tuple[type[Message], ...]] = (
+    SetBookkeepingPeriodStatus,
+    SetPayrollPeriodStatus,
+    SetEngagement,
+)
 
 INTERNAL: Final[tuple[type[Message], ...]] = (ClockTick,)
 

@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 
 import structlog
 
-from consumers.registry import CONSUMERS, ConsumerDefinition
+from consumers.registry import CONSUMERS, ConsumerDefinition, consumers
 from services import logs, operations
 from services.clock import Clock
 from services.config import Settings
@@ -29,8 +29,10 @@ UNROUTED_DEFINITION = ConsumerDefinition(UNROUTED, ())
 ALL_NAMES = [*CONSUMERS, UNROUTED]
 
 
-def definition(name: str) -> ConsumerDefinition:
-    return UNROUTED_DEFINITION if name == UNROUTED else CONSUMERS[name]
+def definition(name: str, settings: Settings | None = None) -> ConsumerDefinition:
+    if name == UNROUTED:
+        return UNROUTED_DEFINITION
+    return consumers(settings.closing_url)[name] if settings else CONSUMERS[name]
 
 
 async def run_until_signalled(
@@ -64,7 +66,7 @@ async def run_processes(settings: Settings, names: list[str], with_clock: bool) 
 
     def build(stop: asyncio.Event) -> list[Awaitable[None]]:
         tasks: list[Awaitable[None]] = [
-            ConsumerRunner(definition(n), settings, store).run(stop) for n in names
+            ConsumerRunner(definition(n, settings), settings, store).run(stop) for n in names
         ]
         if with_clock:
             tasks.append(Clock(settings).run(stop))

@@ -10,12 +10,24 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 
+from consumers.closing import DEFAULT_CLOSING_URL
+
 
 def _floats(text: str) -> tuple[float, ...]:
     values = tuple(float(part) for part in text.split(",") if part.strip())
     if not values or any(v <= 0 for v in values):
         raise ValueError("expected a comma-separated list of positive numbers of seconds")
     return values
+
+
+def _url_template(text: str) -> str:
+    try:
+        text.format(company_id="c", fiscal_year_end="2026-12-31")
+    except (KeyError, IndexError, ValueError) as error:
+        raise ValueError(
+            f"a URL with the placeholders {{company_id}} and {{fiscal_year_end}}: {error!r}"
+        ) from None
+    return text
 
 
 @dataclass(frozen=True)
@@ -35,6 +47,8 @@ class Settings:
     # crashes on it every time): the last guard against a message retried forever.
     delivery_limit: int = 20
     tick_seconds: float = 60.0
+    # The link to a fiscal year's closing in the client's accounting system (closing rows).
+    closing_url: str = DEFAULT_CLOSING_URL
     log_format: str = "auto"  # auto: console on a terminal, JSON otherwise; or json, console
     log_level: str = "info"
 
@@ -54,6 +68,8 @@ class Settings:
             try:
                 if f.name == "retry_delays":
                     values[f.name] = _floats(raw)
+                elif f.name == "closing_url":
+                    values[f.name] = _url_template(raw)
                 elif f.type in ("int", int):
                     values[f.name] = int(raw)
                 elif f.type in ("float", float):
