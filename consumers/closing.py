@@ -22,7 +22,14 @@ import msgspec
 from consumers import months
 from consumers.company_facts import CompanyFacts, last_tracked_day, merge_company, tracking_start
 from consumers.deadlines import annual_report_due, income_tax_return_due, k10_due
-from consumers.fiscal_years import FiscalYear, with_reported, year_of, years_between
+from consumers.fiscal_years import (
+    FiscalYear,
+    ReportedFiscalYear,
+    merged,
+    with_reported,
+    year_of,
+    years_between,
+)
 from consumers.rulebook import Cause, HistoryEntry, Rulebook, Stamp, company_key, later
 from consumers.stockholm import end_of_day, today
 from contracts.clock import ClockTick
@@ -93,6 +100,8 @@ class ClosingTab(msgspec.Struct, kw_only=True):
     company_id: str
     company: CompanyFacts = msgspec.field(default_factory=CompanyFacts)
     facts: dict[str, YearFacts] = msgspec.field(default_factory=dict)  # by fiscal year end
+    # Fiscal years named by closing events: they place rows, but do not move tracking's start.
+    closing_years: list[ReportedFiscalYear] = msgspec.field(default_factory=list)
     now: dt.datetime | None = None
     # Worked out from the above by `evaluate`.
     header: Header = msgspec.field(default_factory=Header)
@@ -138,16 +147,14 @@ def _with_progress(tab: ClosingTab, message: ClosingProgressChanged) -> ClosingT
     # The event names the fiscal year's bounds: a fact about the fiscal year as well.
     year = FiscalYear(data.fiscal_year_start, data.fiscal_year_end)
     stamp = Stamp(message.occurred_at, message.id)
-    company = msgspec.structs.replace(
-        tab.company, fiscal_years=with_reported(tab.company.fiscal_years, year, stamp)
-    )
+    closing_years = with_reported(tab.closing_years, year, stamp)
     fact = ProgressFact(
         id=message.id,
         at=message.occurred_at,
         steps_completed=data.steps_completed,
         steps_total=data.steps_total,
     )
-    tab = msgspec.structs.replace(tab, company=company)
+    tab = msgspec.structs.replace(tab, closing_years=closing_years)
     return _with_year_facts(tab, data.fiscal_year_end, progress=fact)
 
 
@@ -172,7 +179,12 @@ def _with_year_facts(
     return msgspec.structs.replace(tab, facts={**tab.facts, key: updated})
 
 
-def shown_years(company: CompanyFacts, now: dt.datetime) -> list[FiscalYear]:
+def _all_years(tab: ClosingTab) -> list[ReportedFiscalYear]:
+    return merged(tab.company.fiscal_years, tab.closing_years)
+
+
+def shown_years(tab: ClosingTab, now: dt.datetime) -> list[FiscalYear]:
+    company = tab.company
     details = company.details
     start_month = tracking_start(company)
     if details is None or start_month is None:
@@ -182,7 +194,7 @@ def shown_years(company: CompanyFacts, now: dt.datetime) -> list[FiscalYear]:
     earliest = months.first_day(months.shift(start_month, -36))
     return [
         year
-        for year in years_between(company.fiscal_years, earliest, last_day)
+        for year in years_between(_all_years(tab), earliest, last_day)
         if end_of_day(year.end) <= now
         and today(end_of_day(year.end)) <= last_day
         and income_tax_return_due(year.end, details.legal_form) >= tracking_day
@@ -195,14 +207,14 @@ def evaluate(
     details = tab.company.details
     rows: list[Row] = []
     history: list[HistoryEntry] = []
-    for year in shown_years(tab.company, now):
+    for year in shown_years(tab, now):
         assert details is not None
         facts = tab.facts.get(year.end.isoformat(), YearFacts())
         row, entries = _year(tab.company_id, details.legal_form, year, facts, closing_url)
         rows.append(row)
         history.extend(entries)
     history.sort(key=lambda e: (e.at, e.period))
-    current = year_of(tab.company.fiscal_years, last_tracked_day(tab.company, now))
+    current = year_of(_all_years(tab), last_tracked_day(tab.company, now))
     header = Header(
         legal_form=details.legal_form if details else None,
         fiscal_year_end=current.end if current else None,

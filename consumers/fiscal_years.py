@@ -37,11 +37,20 @@ class ReportedFiscalYear(msgspec.Struct, frozen=True):
 def with_reported(
     reported: list[ReportedFiscalYear], year: FiscalYear, stamp: Stamp
 ) -> list[ReportedFiscalYear]:
-    """``reported`` plus one report, kept in stamp order (a set: a repeat changes nothing)."""
-    entry = ReportedFiscalYear(year, stamp)
-    if entry in reported:
+    """``reported`` plus one report, in stamp order; a year keeps only its latest report."""
+    same = next((r for r in reported if r.year == year), None)
+    if same is not None and same.stamp >= stamp:
         return reported
-    return sorted([*reported, entry], key=lambda r: r.stamp)
+    others = [r for r in reported if r.year != year]
+    return sorted([*others, ReportedFiscalYear(year, stamp)], key=lambda r: r.stamp)
+
+
+def merged(*lists: list[ReportedFiscalYear]) -> list[ReportedFiscalYear]:
+    result: list[ReportedFiscalYear] = []
+    for reported in lists:
+        for entry in reported:
+            result = with_reported(result, entry.year, entry.stamp)
+    return result
 
 
 def effective(reported: list[ReportedFiscalYear]) -> list[FiscalYear]:

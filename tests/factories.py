@@ -118,3 +118,62 @@ def tick(occurred_at: str) -> Message:
         "occurred_at": at(occurred_at).isoformat(),
     }
     return decode(json.dumps(tick_body).encode())
+
+
+def engagement(
+    start_month: str, occurred_at: str, responsible: str = "u-7", user: str = "u-1", **kw: Any
+) -> Message:
+    data = {"start_month": start_month, "responsible_user_id": responsible, "user_id": user}
+    return message("company.set_engagement", data, occurred_at, **kw)
+
+
+def payroll_completed(
+    period: str, occurred_at: str, employees: int = 4, payment_date: str | None = None, **kw: Any
+) -> Message:
+    data: dict[str, Any] = {"period": period, "employees": employees}
+    if payment_date:
+        data["payment_date"] = payment_date
+    return message("payroll.month_completed", data, occurred_at, **kw)
+
+
+def payroll_status(
+    period: str, status: str, occurred_at: str, user: str = "u-7", **kw: Any
+) -> Message:
+    data = {"period": period, "status": status, "user_id": user}
+    return message("payroll.set_period_status", data, occurred_at, **kw)
+
+
+def entry_created(occurred_at: str, entry_date: str = "2026-02-27", **kw: Any) -> Message:
+    data = {"entry_id": "v-1", "entry_date": entry_date}
+    return message("bookkeeping.entry_created", data, occurred_at, **kw)
+
+
+def vat_step(
+    start: str, end: str, step: int, occurred_at: str, completed: bool = True, **kw: Any
+) -> Message:
+    data = {"period_start": start, "period_end": end, "step": step, "completed": completed}
+    return message("vat.report_step_changed", data, occurred_at, **kw)
+
+
+def vat_reported(
+    start: str, end: str, occurred_at: str, reported: bool = True, **kw: Any
+) -> Message:
+    data = {"period_start": start, "period_end": end, "reported": reported}
+    return message("vat.report_reported_changed", data, occurred_at, **kw)
+
+
+def closing_progress(
+    start: str, end: str, completed: int, total: int, occurred_at: str, **kw: Any
+) -> Message:
+    data = {
+        "fiscal_year_start": start,
+        "fiscal_year_end": end,
+        "steps_completed": completed,
+        "steps_total": total,
+    }
+    return message("closing.progress_changed", data, occurred_at, **kw)
+
+
+def k10_help(end: str, occurred_at: str, requested: bool = True, **kw: Any) -> Message:
+    data = {"fiscal_year_end": end, "requested": requested}
+    return message("closing.k10_help_changed", data, occurred_at, **kw)
