@@ -14,6 +14,7 @@ from tests.factories import (
     at,
     details,
     disconnected,
+    engagement,
     set_status,
     submitted,
     tick,
@@ -321,3 +322,19 @@ def test_history_has_no_entry_when_the_shown_status_stays() -> None:
     )
     january = [e for e in tab.history if e.period == "2026-01"]
     assert [(e.from_, e.to) for e in january] == [("waiting", "late")]
+
+
+# Tracking follows the engagement (SPEC §4).
+def test_tracking_starts_at_the_engagement_start_month() -> None:
+    tab = replay([details(), engagement("2026-02", "2026-02-10T09:00")], "2026-03-10T12:00")
+    assert [r.period for r in tab.periods] == ["2026-02", "2026-03"]
+
+
+def test_a_later_start_hides_earlier_periods_and_an_earlier_one_brings_them_back() -> None:
+    s = submitted("2026-01", "2026-02-02T09:00")
+    later_start = engagement("2026-03", "2026-03-01T09:00")
+    hidden = replay([details(), s, later_start], "2026-03-10T12:00")
+    assert [r.period for r in hidden.periods] == ["2026-03"]
+    assert all(e.period != "2026-01" for e in hidden.history)
+    back = apply(hidden, engagement("2026-01", "2026-03-05T09:00"), at("2026-03-05T09:00"))  # type: ignore[arg-type]
+    assert row(back, "2026-01").status == "new"  # the facts were kept

@@ -14,7 +14,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from consumers import bookkeeping, directory
+from consumers import bookkeeping, closing, directory, payroll, vat
 from consumers.rulebook import Rulebook
 from contracts.clock import ClockTick
 from contracts.envelope import Message
@@ -127,6 +127,9 @@ def test_bookkeeping_commands_and_events_in_any_order(data: st.DataObject) -> No
 def directory_events(draw: st.DrawFn) -> list[Message]:
     events: list[Message] = [draw(company_details()) for _ in range(draw(st.integers(1, 3)))]
     events += [f.disconnected(draw(instants())) for _ in range(draw(st.integers(0, 2)))]
+    events += [
+        f.engagement(draw(periods), draw(instants())) for _ in range(draw(st.integers(0, 2)))
+    ]
     return events
 
 
@@ -151,4 +154,104 @@ def test_agency_user_in_any_order(data: st.DataObject) -> None:
     delivered = shuffled_with_duplicates(data.draw, events)
     assert replay(directory.AGENCY_USERS, delivered) == replay(
         directory.AGENCY_USERS, in_order(events)
+    )
+
+
+# Payroll, VAT and closing: the same property over their own facts.
+def common_company_events(draw: st.DrawFn) -> list[Message]:
+    events: list[Message] = [draw(company_details())]
+    events += draw(st.lists(company_details(), max_size=2))
+    if draw(st.booleans()):
+        events.append(f.engagement(draw(periods), draw(instants())))
+    if draw(st.booleans()):
+        events.append(f.disconnected(draw(instants())))
+    events += [f.tick(draw(instants())) for _ in range(draw(st.integers(0, 2)))]
+    return events
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.data())
+def test_payroll_events_in_any_order(data: st.DataObject) -> None:
+    events = common_company_events(data.draw)
+    for _ in range(data.draw(st.integers(0, 6))):
+        payment = data.draw(st.sampled_from([None, "2026-03-25", "2026-04-02"]))
+        events.append(
+            f.payroll_completed(
+                data.draw(periods),
+                data.draw(instants()),
+                employees=data.draw(st.integers(0, 9)),
+                payment_date=payment,
+            )
+        )
+    delivered = shuffled_with_duplicates(data.draw, events)
+    final_tick = f.tick("2026-10-15T12:00")
+    assert replay(payroll.RULEBOOK, [*delivered, final_tick]) == replay(
+        payroll.RULEBOOK, [*in_order(events), final_tick]
+    )
+
+
+quarters = st.sampled_from(
+    [
+        ("2026-01-01", "2026-03-31"),
+        ("2026-04-01", "2026-06-30"),
+        ("2026-02-01", "2026-02-28"),
+        ("2025-10-01", "2025-12-31"),
+    ]
+)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.data())
+def test_vat_events_in_any_order(data: st.DataObject) -> None:
+    events = common_company_events(data.draw)
+    for _ in range(data.draw(st.integers(0, 8))):
+        start, end = data.draw(quarters)
+        if data.draw(st.booleans()):
+            events.append(
+                f.vat_step(
+                    start,
+                    end,
+                    data.draw(st.integers(1, 3)),
+                    data.draw(instants()),
+                    completed=data.draw(st.booleans()),
+                )
+            )
+        else:
+            events.append(
+                f.vat_reported(start, end, data.draw(instants()), reported=data.draw(st.booleans()))
+            )
+    events += [f.entry_created(data.draw(instants())) for _ in range(data.draw(st.integers(0, 2)))]
+    delivered = shuffled_with_duplicates(data.draw, events)
+    final_tick = f.tick("2026-10-15T12:00")
+    assert replay(vat.RULEBOOK, [*delivered, final_tick]) == replay(
+        vat.RULEBOOK, [*in_order(events), final_tick]
+    )
+
+
+years = st.sampled_from(
+    [("2025-01-01", "2025-12-31"), ("2025-07-01", "2025-12-31"), ("2026-01-01", "2026-12-31")]
+)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.data())
+def test_closing_events_in_any_order(data: st.DataObject) -> None:
+    events = common_company_events(data.draw)
+    for _ in range(data.draw(st.integers(0, 6))):
+        start, end = data.draw(years)
+        total = data.draw(st.integers(1, 5))
+        if data.draw(st.booleans()):
+            events.append(
+                f.closing_progress(
+                    start, end, data.draw(st.integers(0, total)), total, data.draw(instants())
+                )
+            )
+        else:
+            events.append(
+                f.k10_help(end, data.draw(instants()), requested=data.draw(st.booleans()))
+            )
+    delivered = shuffled_with_duplicates(data.draw, events)
+    final_tick = f.tick("2027-03-15T12:00")
+    assert replay(closing.RULEBOOK, [*delivered, final_tick]) == replay(
+        closing.RULEBOOK, [*in_order(events), final_tick]
     )
