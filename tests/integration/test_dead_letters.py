@@ -8,7 +8,7 @@ import json
 
 from services.config import Settings
 from tests import factories as f
-from tests.integration.conftest import System, dead_letters, eventually, publish
+from tests.integration.conftest import System, dead_letters, eventually, publish, publish_commands
 
 KEY = f"{f.AGENCY}/{f.COMPANY}"
 
@@ -113,3 +113,58 @@ async def test_a_failure_that_outlasts_every_retry_is_dead_lettered(
         assert letter.message_id == message.id
     finally:
         await system.close()
+
+
+async def test_each_tab_consumer_dead_letters_into_its_own_queue(system: System) -> None:
+    await system.start("payroll", "vat", "closing")
+    bad = {
+        "payroll": ("payroll.month_completed", {"period": "2026-02", "employees": -1}),
+        "vat": (
+            "vat.report_step_changed",
+            {
+                "period_start": "2026-01-01",
+                "period_end": "2026-03-31",
+                "step": 4,
+                "completed": True,
+            },
+        ),
+        "closing": (
+            "closing.progress_changed",
+            {
+                "fiscal_year_start": "2026-01-01",
+                "fiscal_year_end": "2026-12-31",
+                "steps_completed": 6,
+                "steps_total": 5,
+            },
+        ),
+    }
+    bodies = {
+        name: json.dumps(f.body(t, data, "2026-03-01T09:00")).encode()
+        for name, (t, data) in bad.items()
+    }
+    await publish(system.settings.amqp_url, [(bad[name][0], body) for name, body in bodies.items()])
+    await eventually(
+        lambda: all(system.runners[n].counters.dead_lettered == 1 for n in bad),
+        what="one dead letter per consumer",
+    )
+    for name, body in bodies.items():
+        (letter,) = await dead_letters(system.settings.amqp_url, name)
+        assert letter.body == body
+        assert (letter.headers["x-consumer"], letter.headers["x-reason-code"]) == (name, "invalid")
+
+
+async def test_a_payroll_status_command_is_applied(system: System) -> None:
+    await system.start("payroll")
+    await publish(system.settings.amqp_url, [f.details("2026-01-02T08:00")])
+    await eventually(lambda: system.document("payroll", KEY), what="the payroll tab")
+    await publish_commands(
+        system.settings.amqp_url,
+        [f.payroll_status("2026-02", "done", "2026-03-05T10:00", user="u-9")],
+    )
+
+    async def done() -> bool:
+        doc = await system.document("payroll", KEY) or {}
+        rows = {r["period"]: r for r in doc.get("periods", [])}
+        return rows.get("2026-02", {}).get("status") == "done"
+
+    await eventually(done, what="the payroll status")

@@ -199,3 +199,21 @@ def test_occurred_at_is_kept_in_utc_to_the_millisecond() -> None:
 def test_luhn() -> None:
     assert luhn_valid("5566778899")
     assert not luhn_valid("5566778890")
+
+
+def test_no_command_sets_a_vat_or_closing_status() -> None:
+    from contracts.registry import COMMANDS
+
+    assert not [t for t in COMMANDS if type_name(t).startswith(("vat.", "closing."))]
+    assert reason(f.body("vat.set_period_status", {"status": "done"}, "2026-03-04T09:00"))[0] == (
+        "unknown_type"
+    )
+
+
+def test_sent_is_no_status_a_consultant_sets() -> None:
+    body = f.body(
+        "bookkeeping.set_period_status",
+        {"period": "2026-02", "status": "sent", "user_id": "u-1"},
+        "2026-03-04T09:00",
+    )
+    assert reason(body)[0] == "invalid"

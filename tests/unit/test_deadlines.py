@@ -177,6 +177,18 @@ def test_every_weekday_that_is_no_holiday_is_a_deadline_day() -> None:
         ("2026-12-24", "2026-12-28"),  # Christmas Eve → past Boxing Day and Sunday
         ("2027-12-31", "2028-01-03"),  # New Year's Eve, a Friday
         ("2028-12-29", "2028-12-29"),  # an ordinary Friday stays
+        ("2027-01-01", "2027-01-04"),  # New Year's Day, a Friday
+        ("2027-01-06", "2027-01-07"),  # Epiphany, a Wednesday
+        ("2027-03-26", "2027-03-30"),  # Good Friday 2027 → past Easter Monday
+        ("2027-03-29", "2027-03-30"),  # Easter Monday
+        ("2028-04-14", "2028-04-18"),  # Good Friday 2028
+        ("2027-05-06", "2027-05-07"),  # Ascension Day 2027
+        ("2028-05-25", "2028-05-26"),  # Ascension Day 2028
+        ("2028-05-01", "2028-05-02"),  # May Day, a Monday
+        ("2028-06-23", "2028-06-26"),  # Midsummer Eve 2028
+        ("2026-12-25", "2026-12-28"),  # Christmas Day, a Friday
+        ("2028-12-26", "2028-12-27"),  # Boxing Day, a Tuesday
+        ("2026-12-31", "2027-01-04"),  # New Year's Eve, then New Year's Day and a weekend
     ],
 )
 def test_weekday_rule_moves_off_each_kind_of_day(day: str, moved: str) -> None:
