@@ -12,14 +12,17 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from consumers import bookkeeping
-from consumers.bookkeeping import BookkeepingTab
+import pytest
+
+from consumers.registry import CONSUMERS
+from consumers.rulebook import Rulebook
 from contracts.envelope import Message
 from services.config import Settings
 from services.store.port import from_document
 from services.topology import queue_name
 from tests import factories as f
 from tests.integration.conftest import (
+    LocalServers,
     Servers,
     System,
     eventually,
@@ -86,7 +89,47 @@ async def test_consumers_come_back_after_a_broker_restart(system: System, server
     await eventually(lambda: _has(system, ["2026-01", "2026-02"]), what="the new submission")
 
 
-def generated_events(companies: list[str], seed: int) -> list[Message]:
+def _moment(rng: random.Random) -> str:
+    minutes = rng.randint(0, 300 * 24 * 60)
+    return (dt.datetime(2026, 1, 1, tzinfo=dt.UTC) + dt.timedelta(minutes=minutes)).isoformat()
+
+
+def _domain_events(consumer: str, company: str, rng: random.Random) -> list[Message]:
+    """Sixty facts of the consumer's own domain for one company, at random times."""
+    month = lambda: f"2026-{rng.randint(1, 10):02d}"  # noqa: E731
+    quarter = lambda: rng.choice([("2026-01-01", "2026-03-31"), ("2026-04-01", "2026-06-30")])  # noqa: E731
+    events: list[Message] = []
+    for _ in range(60):
+        match consumer:
+            case "bookkeeping":
+                events.append(f.submitted(month(), _moment(rng), company_id=company))
+            case "payroll":
+                events.append(
+                    f.payroll_completed(
+                        month(), _moment(rng), company_id=company, employees=rng.randint(0, 9)
+                    )
+                )
+            case "vat":
+                events.append(
+                    f.vat_step(
+                        *quarter(),
+                        rng.randint(1, 3),
+                        _moment(rng),
+                        completed=rng.random() < 0.7,
+                        company_id=company,
+                    )
+                )
+            case "closing":
+                done = rng.randint(0, 5)
+                events.append(
+                    f.closing_progress(
+                        "2025-01-01", "2025-12-31", done, 5, _moment(rng), company_id=company
+                    )
+                )
+    return events
+
+
+def generated_events(consumer: str, companies: list[str], seed: int) -> list[Message]:
     rng = random.Random(seed)
     events: list[Message] = []
     for company in companies:
@@ -100,31 +143,32 @@ def generated_events(companies: list[str], seed: int) -> list[Message]:
                 submission_day=rng.randint(1, 28),
             )
         )
-        for _ in range(60):
-            period = f"2026-{rng.randint(1, 10):02d}"
-            moment = dt.datetime(2026, 1, 1, tzinfo=dt.UTC) + dt.timedelta(
-                minutes=rng.randint(0, 300 * 24 * 60)
-            )
-            events.append(f.submitted(period, moment.isoformat(), company_id=company))
-        events += [f.uploaded(f"2026-0{m}-10T10:00", company_id=company) for m in range(1, 9)]
+        events += _domain_events(consumer, company, rng)
+        events += [
+            f.uploaded(f"2026-0{m}-10T10:00", company_id=company)
+            for m in range(1, 9)
+            if consumer == "bookkeeping"
+        ]
     return events
 
 
-def expected_tabs(events: list[Message]) -> dict[str, BookkeepingTab]:
+def expected_tabs(rulebook: Rulebook[Any], events: list[Message]) -> dict[str, Any]:
     tabs: dict[str, Any] = {}
     for event in sorted(events, key=lambda e: (e.occurred_at, e.id)):
-        key = bookkeeping.RULEBOOK.key(event)
-        tabs[key] = bookkeeping.apply(tabs.get(key), event, event.occurred_at)  # type: ignore[arg-type]
+        key = rulebook.key(event)
+        tabs[key] = rulebook.apply(tabs.get(key), event, event.occurred_at)
     return tabs
 
 
+@pytest.mark.parametrize("consumer", ["bookkeeping", "payroll", "vat", "closing"])
 async def test_two_processes_on_one_queue_reach_the_in_order_state(
-    system: System, settings: Settings, tmp_path: Path
+    system: System, settings: Settings, tmp_path: Path, consumer: str
 ) -> None:
     """Two replicas on one queue; the active one is killed mid-stream and the other takes over."""
+    (rulebook,) = CONSUMERS[consumer].rulebooks
     companies = ["c-1", "c-2", "c-3"]
-    events = generated_events(companies, seed=7)
-    expected = expected_tabs(events)
+    events = generated_events(consumer, companies, seed=7)
+    expected = expected_tabs(rulebook, events)
     delivered = events + random.Random(8).sample(events, 40)  # duplicates
     random.Random(9).shuffle(delivered)
     first_half, second_half = delivered[: len(delivered) // 2], delivered[len(delivered) // 2 :]
@@ -133,7 +177,7 @@ async def test_two_processes_on_one_queue_reach_the_in_order_state(
     processes = []
     try:
         for log in logs:  # one after the other, so that the first is the active consumer
-            processes.append(spawn(settings, log, "consumer", "bookkeeping", **small_batches))
+            processes.append(spawn(settings, log, "consumer", consumer, **small_batches))
             await eventually(lambda log=log: "consuming" in _read(log), what="a replica")
         await publish(settings.amqp_url, first_half)
         await eventually(lambda: _read(logs[0]).count('"applied"') >= 20, what="replica 0")
@@ -144,8 +188,8 @@ async def test_two_processes_on_one_queue_reach_the_in_order_state(
         async def converged() -> bool:
             for company in companies:
                 key = f"{f.AGENCY}/{company}"
-                doc = await system.document("bookkeeping", key)
-                if doc is None or from_document(doc, BookkeepingTab).state != expected[key]:
+                doc = await system.document(rulebook.collection, key)
+                if doc is None or from_document(doc, rulebook.state_type).state != expected[key]:
                     return False
             return True
 
@@ -218,7 +262,9 @@ async def _count_at_least(collection: Any, n: int) -> bool:
     return int(await collection.count_documents({})) >= n
 
 
-def test_servers_script_reports_both_servers() -> None:
+def test_servers_script_reports_both_servers(servers: Servers) -> None:
+    if not isinstance(servers, LocalServers):
+        pytest.skip("the servers run in containers")
     out = subprocess.run(
         ["bash", str(Path(__file__).parents[2] / "deploy" / "servers.sh"), "status"],
         capture_output=True,

@@ -35,8 +35,20 @@ def test_environment_overrides() -> None:
         ("BACKOFFICE_PREFETCH", "many"),
         ("BACKOFFICE_RETRY_DELAYS", "1,-2"),
         ("BACKOFFICE_RETRY_DELAYS", ""),
+        ("BACKOFFICE_CLOSING_URL", "https://x/{company}"),
     ],
 )
 def test_a_bad_value_names_the_variable(name: str, value: str) -> None:
     with pytest.raises(ValueError, match=name):
         Settings.from_env({name: value})
+
+
+def test_the_closing_link_reaches_the_closing_rows() -> None:
+    from services.__main__ import definition
+    from tests import factories as f
+    from tests.unit.tabs import replay
+
+    settings = Settings.from_env({"BACKOFFICE_CLOSING_URL": "https://erp.example/{company_id}"})
+    (rulebook,) = definition("closing", settings).rulebooks
+    state = replay(rulebook, [f.details()], "2026-03-01T12:00")
+    assert state.periods[0].closing_url == "https://erp.example/c-2002"
