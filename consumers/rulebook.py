@@ -10,7 +10,7 @@ same state.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, Literal, TypeVar
 
@@ -49,6 +49,7 @@ class HistoryEntry(msgspec.Struct, frozen=True, rename={"from_": "from"}):
 
 
 State = TypeVar("State", bound=msgspec.Struct)
+Ref = tuple[str, str]  # (collection, key) of an aggregate
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,12 @@ class Rulebook(Generic[State]):
     follows_clock: bool = False
     # Indexes the readers need, as MongoDB key lists; `due_at` is always indexed.
     indexes: tuple[tuple[tuple[str, int], ...], ...] = ()
+    # A command may need to be checked against other aggregates of the same consumer (is this
+    # e-mail an active user of the agency?): `requires` names them as (collection, key), the
+    # runtime loads them, and `validate` raises `Rejected` or returns. Reads only: the
+    # aggregate's new state is still `apply`'s alone.
+    requires: Callable[[Any], Sequence[Ref]] | None = None
+    validate: Callable[[Any, Mapping[Ref, Any]], None] | None = None
 
 
 def later(current: dt.datetime | None, now: dt.datetime) -> dt.datetime:

@@ -34,6 +34,11 @@ ACCEPTED_FROM: Final[dict[Source, frozenset[str]]] = {
 
 Kind = Literal["applied", "invalid", "rejected", "failed"]
 
+# Where the owner of an aggregate records what became of each command, for the API to answer
+# a caller who stopped waiting (HTTP 202) and polls.
+COMMAND_OUTCOMES: Final = "command_outcomes"
+_COMMAND_TYPES: Final = ACCEPTED_FROM["command"]
+
 
 @dataclass(frozen=True)
 class Delivery:
@@ -105,6 +110,7 @@ class Pipeline:
             for index, tick in ticks:
                 touched = await self._tick(tick)
                 outcomes[index] = Outcome("applied", message=tick, detail={"aggregates": touched})
+            await self._record_commands(outcomes, wall)
         except Exception as error:  # any failure here (database down, a bug) is retried later
             reason = f"{type(error).__name__}: {error}"
             for index, outcome in enumerate(outcomes):
@@ -135,6 +141,42 @@ class Pipeline:
             return None, None, Outcome("invalid", "not_handled", reason, message)
         return message, rulebook, None
 
+    async def _record_commands(self, outcomes: list[Outcome | None], at: dt.datetime) -> None:
+        records = [
+            {
+                "_id": o.message.id,
+                "type": o.message.type,
+                "agency_id": getattr(o.message, "agency_id", None),
+                "company_id": getattr(o.message, "company_id", None),
+                "status": o.kind,
+                "reason": o.reason,
+                "at": at,
+            }
+            for o in outcomes
+            if o is not None
+            and o.message is not None
+            and o.message.type in _COMMAND_TYPES
+            and o.kind in ("applied", "rejected")
+        ]
+        await self.store.record(COMMAND_OUTCOMES, records)
+
+    async def _references(
+        self, rulebook: Rulebook[Any], items: list[_Item]
+    ) -> dict[tuple[str, str], Any]:
+        """The other aggregates the batch's commands are checked against."""
+        if rulebook.requires is None:
+            return {}
+        wanted: dict[str, set[str]] = defaultdict(set)
+        for item in items:
+            for collection, key in rulebook.requires(item.message):
+                wanted[collection].add(key)
+        found: dict[tuple[str, str], Any] = {}
+        for collection, keys in wanted.items():
+            state_type = self._rulebook(collection).state_type
+            for key, stored in (await self.store.load(collection, state_type, keys)).items():
+                found[(collection, key)] = stored.state
+        return found
+
     def _rulebook(self, collection: str) -> Rulebook[Any]:
         return next(r for r in self.definition.rulebooks if r.collection == collection)
 
@@ -160,6 +202,7 @@ class Pipeline:
         outcomes: list[Outcome | None],
     ) -> dict[str, list[_Item]]:
         stored = await self.store.load(rulebook.collection, rulebook.state_type, by_key)
+        references = await self._references(rulebook, [i for v in by_key.values() for i in v])
         writes: list[Write] = []
         decided: dict[int, Outcome] = {}
         for key, items in by_key.items():
@@ -168,6 +211,8 @@ class Pipeline:
             state = before
             for item in items:
                 try:
+                    if rulebook.validate is not None:
+                        rulebook.validate(item.message, references)
                     state = rulebook.apply(state, item.message, item.now)
                     outcome = Outcome("applied", message=item.message)
                 except Rejected as refusal:

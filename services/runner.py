@@ -1,7 +1,9 @@
 """Runs one consumer on RabbitMQ: batches, acks after the write, retries, dead letters.
 
 For each batch of deliveries the pipeline decides an outcome; the runner then
-- dead-letters invalid and rejected messages (with the reason in the headers),
+- dead-letters invalid messages (with the reason in the headers),
+- answers a command's sender, when it asks for an answer (``reply_to``): applied, or rejected
+  with the reason (a refused command is the consultant's 4xx, not an operator's problem),
 - sends failed ones to the retry queue of their attempt, or dead-letters them after the last,
 - and only when every such publish is confirmed by the broker, acks the whole batch at once.
 A crash anywhere before the ack means redelivery, which the rulebooks absorb as a duplicate.
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -52,6 +55,7 @@ class Counters:
     """What an operator wants to see per consumer; exported as metrics."""
 
     applied: int = 0
+    rejected: int = 0
     retried: int = 0
     dead_lettered: int = 0
     by_reason: dict[str, int] = field(default_factory=dict)
@@ -177,6 +181,9 @@ class ConsumerRunner:
         if outcome.kind == "applied":
             self.counters.applied += 1
             log.info("applied", **outcome.detail)
+        elif outcome.kind == "rejected":
+            self.counters.rejected += 1
+            log.warning("rejected", reason=outcome.reason)
         elif outcome.kind == "failed" and attempt < self.settings.max_attempts:
             delay = self.settings.retry_delays[attempt - 1]
             await self._publish_copy(
@@ -209,6 +216,27 @@ class ConsumerRunner:
             self.counters.dead_lettered += 1
             self.counters.by_reason[code] = self.counters.by_reason.get(code, 0) + 1
             log.error("dead-lettered", reason_code=code, reason=reason)
+        if incoming.reply_to and outcome.kind != "failed":
+            await self._reply(channel, incoming, outcome)
+
+    async def _reply(
+        self, channel: AbstractChannel, incoming: AbstractIncomingMessage, outcome: Outcome
+    ) -> None:
+        answer = {
+            "id": outcome.message.id if outcome.message else incoming.message_id,
+            "status": outcome.kind,
+            "code": outcome.code,
+            "reason": outcome.reason,
+        }
+        await channel.default_exchange.publish(
+            aio_pika.Message(
+                json.dumps(answer).encode(),
+                content_type="application/json",
+                correlation_id=incoming.correlation_id or incoming.message_id,
+                delivery_mode=aio_pika.DeliveryMode.NOT_PERSISTENT,
+            ),
+            routing_key=incoming.reply_to or "",
+        )
 
     async def _publish_copy(
         self,

@@ -95,6 +95,13 @@ class StoreContract:
         await store.ensure_indexes("things", [index])
         await store.ping()
 
+    async def test_records_are_upserted_by_id(self, store: Store) -> None:
+        await store.record("records", [{"_id": "a", "n": 1}, {"_id": "b", "n": 1}])
+        await store.record("records", [{"_id": "a", "n": 2}])
+        await store.record("records", [])
+        found = await store.fetch("records", ["a", "b", "c"])
+        assert sorted((d["_id"], d["n"]) for d in found) == [("a", 2), ("b", 1)]
+
     async def test_racing_writers_exactly_one_wins(self, store: Store) -> None:
         import asyncio
 

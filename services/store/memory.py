@@ -59,5 +59,16 @@ class MemoryStore:
     async def ensure_indexes(self, collection: str, indexes: Sequence[Index]) -> None:
         self.collections.setdefault(collection, {})
 
+    async def record(self, collection: str, documents: Sequence[dict[str, Any]]) -> None:
+        self._maybe_fail()
+        target = self.collections.setdefault(collection, {})
+        for document in documents:
+            target[document["_id"]] = copy.deepcopy(document)
+
+    async def fetch(self, collection: str, ids: Iterable[str]) -> list[dict[str, Any]]:
+        self._maybe_fail()
+        documents = self.collections.get(collection, {})
+        return [copy.deepcopy(documents[i]) for i in ids if i in documents]
+
     async def ping(self) -> None:
         self._maybe_fail()

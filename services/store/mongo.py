@@ -103,5 +103,14 @@ class MongoStore:
         for index in indexes:
             await target.create_index(list(index))
 
+    async def record(self, collection: str, documents: Sequence[dict[str, Any]]) -> None:
+        if documents:
+            await self.database[collection].bulk_write(
+                [ReplaceOne({"_id": d["_id"]}, d, upsert=True) for d in documents], ordered=False
+            )
+
+    async def fetch(self, collection: str, ids: Iterable[str]) -> list[dict[str, Any]]:
+        return await self.database[collection].find({"_id": {"$in": list(ids)}}).to_list()
+
     async def ping(self) -> None:
         await self.database.command("ping")

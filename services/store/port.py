@@ -48,6 +48,14 @@ class Store(Protocol):
 
     async def ensure_indexes(self, collection: str, indexes: Sequence[Index]) -> None: ...
 
+    async def record(self, collection: str, documents: Sequence[dict[str, Any]]) -> None:
+        """Upserts plain documents by ``_id`` (for records that are not aggregates)."""
+        ...
+
+    async def fetch(self, collection: str, ids: Iterable[str]) -> list[dict[str, Any]]:
+        """The plain documents with these ``_id``s."""
+        ...
+
     async def ping(self) -> None: ...
 
 

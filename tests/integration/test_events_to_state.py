@@ -10,7 +10,7 @@ import aio_pika
 
 from consumers.bookkeeping import BookkeepingTab
 from consumers.directory import AgencyUserEntry, CompanyEntry
-from contracts.registry import decode
+from contracts.registry import decode, encode
 from services.clock import publish_tick
 from services.store.port import from_document
 from tests import factories as f
@@ -19,7 +19,6 @@ from tests.integration.conftest import (
     dead_letters,
     eventually,
     publish,
-    publish_commands,
 )
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "data" / "events.valid.jsonl"
@@ -99,27 +98,37 @@ async def test_the_clock_moves_statuses_and_periods(system: System) -> None:
     assert [(e.from_, e.to, e.cause.kind) for e in time_entries] == [("waiting", "late", "time")]
 
 
-async def test_a_consultant_command_is_applied_and_a_refused_one_dead_lettered(
-    system: System,
-) -> None:
+async def test_commands_are_answered_and_their_outcome_recorded(system: System) -> None:
     await system.start("bookkeeping")
     await publish(system.settings.amqp_url, [f.details("2026-01-02T08:00")])
     await eventually(lambda: system.document("bookkeeping", KEY), what="the tab")
     accepted = f.set_status("2026-02", "in_progress", "2026-03-05T10:00", user="u-9")
     refused = f.set_status("2024-02", "done", "2026-03-05T10:00")
-    await publish_commands(system.settings.amqp_url, [accepted, refused])
+    async with await aio_pika.connect(system.settings.amqp_url) as connection:
+        channel = await connection.channel()
+        replies = await channel.declare_queue(exclusive=True)
+        exchange = await channel.get_exchange("backoffice.commands")
+        for command in (accepted, refused):
+            await exchange.publish(
+                aio_pika.Message(encode(command), correlation_id=command.id, reply_to=replies.name),
+                routing_key=command.type,
+            )
+        answers = {}
+        async with replies.iterator(timeout=20) as incoming:
+            async for reply in incoming:
+                await reply.ack()
+                answers[reply.correlation_id] = json.loads(reply.body)
+                if len(answers) == 2:
+                    break
+    assert answers[accepted.id]["status"] == "applied"
+    assert answers[refused.id]["status"] == "rejected"
+    assert "outside tracking" in answers[refused.id]["reason"]
 
-    async def in_progress() -> bool:
-        doc = await system.document("bookkeeping", KEY)
-        rows = {r["period"]: r for r in (doc or {}).get("periods", [])}
-        return rows.get("2026-02", {}).get("status") == "in_progress"
-
-    await eventually(in_progress, what="the command to apply")
-    await eventually(
-        lambda: system.runners["bookkeeping"].counters.dead_lettered == 1,
-        what="the refused command to be dead-lettered",
-    )
-    (letter,) = await dead_letters(system.settings.amqp_url, "bookkeeping")
-    assert letter.headers["x-reason-code"] == "rejected"
-    assert "outside tracking" in str(letter.headers["x-reason"])
-    assert json.loads(letter.body)["id"] == refused.id
+    doc = await system.document("bookkeeping", KEY) or {}
+    rows = {r["period"]: r for r in doc["periods"]}
+    assert rows["2026-02"]["status"] == "in_progress"
+    outcomes = system.client[system.settings.mongo_db]["command_outcomes"]
+    recorded = {d["_id"]: d["status"] async for d in outcomes.find({})}
+    assert recorded == {accepted.id: "applied", refused.id: "rejected"}
+    # A refused command is the consultant's error, answered; not an operator's dead letter.
+    assert await dead_letters(system.settings.amqp_url, "bookkeeping") == []
