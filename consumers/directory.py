@@ -8,19 +8,29 @@ read; an agency user is who can be added to a company by e-mail. Both hold the l
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
+from typing import Any
 
 import msgspec
 
 from consumers.company_facts import CompanyFacts, merge_company
-from consumers.rulebook import Rulebook, Stamp, company_key, later
-from contracts.commands import SetEngagement
+from consumers.rulebook import Ref, Rejected, Rulebook, Stamp, company_key, later
+from contracts.commands import AddCompanyUser, SetEngagement
 from contracts.company import AgencyUserChanged, CompanyDetailsChanged, CompanyDisconnected
+from contracts.envelope import Message
+
+
+class CompanyUser(msgspec.Struct, frozen=True, kw_only=True):
+    user_id: str
+    added_at: dt.datetime
+    added_by: str
 
 
 class CompanyEntry(msgspec.Struct, kw_only=True):
     agency_id: str
     company_id: str
     facts: CompanyFacts = msgspec.field(default_factory=CompanyFacts)
+    users: list[CompanyUser] = msgspec.field(default_factory=list)
     now: dt.datetime | None = None
     # Worked out from the facts, top level so the overview can filter and sort on them.
     connected: bool = True
@@ -33,11 +43,17 @@ class CompanyEntry(msgspec.Struct, kw_only=True):
 
 def apply_company(
     entry: CompanyEntry | None,
-    message: CompanyDetailsChanged | CompanyDisconnected | SetEngagement,
+    message: CompanyDetailsChanged | CompanyDisconnected | SetEngagement | AddCompanyUser,
     now: dt.datetime,
 ) -> CompanyEntry:
+    if isinstance(message, SetEngagement | AddCompanyUser) and (
+        entry is None or entry.facts.details is None
+    ):
+        raise Rejected(f"company {message.company_id} is not in the directory")
     if entry is None:
         entry = CompanyEntry(agency_id=message.agency_id, company_id=message.company_id)
+    if isinstance(message, AddCompanyUser):
+        return _with_user(entry, message)
     facts = merge_company(entry.facts, message)
     details = facts.details
     return msgspec.structs.replace(
@@ -51,6 +67,47 @@ def apply_company(
         engagement_start=facts.engagement_start,
         responsible_user_id=facts.responsible_user_id,
     )
+
+
+def _with_user(entry: CompanyEntry, command: AddCompanyUser) -> CompanyEntry:
+    """Adds the user; one added twice keeps the first addition, whatever the arrival order."""
+    user = CompanyUser(
+        user_id=command.data.user_id, added_at=command.occurred_at, added_by=command.data.added_by
+    )
+    same = next((u for u in entry.users if u.user_id == user.user_id), None)
+    if same is not None and (same.added_at, same.added_by) <= (user.added_at, user.added_by):
+        return entry
+    others = [u for u in entry.users if u.user_id != user.user_id]
+    users = sorted([*others, user], key=lambda u: (u.added_at, u.user_id))
+    return msgspec.structs.replace(entry, users=users)
+
+
+def _agency_user_ref(agency_id: str, user_id: str) -> Ref:
+    return ("agency_users", f"{agency_id}/{user_id}")
+
+
+def company_command_refs(message: Message) -> list[Ref]:
+    match message:
+        case AddCompanyUser():
+            return [_agency_user_ref(message.agency_id, message.data.user_id)]
+        case SetEngagement():
+            return [_agency_user_ref(message.agency_id, message.data.responsible_user_id)]
+    return []
+
+
+def validate_company_command(message: Message, refs: Mapping[Ref, Any]) -> None:
+    """Users added to a company, and responsible consultants, are active users of the agency."""
+    match message:
+        case AddCompanyUser():
+            user = refs.get(_agency_user_ref(message.agency_id, message.data.user_id))
+            email = message.data.email.lower()
+            if not isinstance(user, AgencyUserEntry) or not user.active or user.email_key != email:
+                raise Rejected(f"{message.data.email} is no active user of the agency")
+        case SetEngagement():
+            responsible = message.data.responsible_user_id
+            user = refs.get(_agency_user_ref(message.agency_id, responsible))
+            if not isinstance(user, AgencyUserEntry) or not user.active:
+                raise Rejected(f"user {responsible} is no active user of the agency")
 
 
 class AgencyUserEntry(msgspec.Struct, kw_only=True):
@@ -89,10 +146,17 @@ COMPANIES: Rulebook[CompanyEntry] = Rulebook(
     collection="companies",
     state_type=CompanyEntry,
     handles=frozenset(
-        {"company.details_changed", "company.disconnected", "company.set_engagement"}
+        {
+            "company.details_changed",
+            "company.disconnected",
+            "company.set_engagement",
+            "company.add_user",
+        }
     ),
     key=company_key,
     apply=apply_company,
+    requires=company_command_refs,
+    validate=validate_company_command,
     indexes=(
         (("agency_id", 1), ("name", 1)),
         (("agency_id", 1), ("responsible_user_id", 1)),

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Final
 
-from consumers import bookkeeping, closing, directory, payroll, vat
+from consumers import bookkeeping, closing, directory, notes, payroll, vat
 from consumers.rulebook import Rulebook
 
 
@@ -45,7 +45,9 @@ def consumers(closing_url: str = closing.DEFAULT_CLOSING_URL) -> dict[str, Consu
     return {
         definition.name: definition
         for definition in (
-            ConsumerDefinition("directory", (directory.COMPANIES, directory.AGENCY_USERS)),
+            ConsumerDefinition(
+                "directory", (directory.COMPANIES, directory.AGENCY_USERS, notes.RULEBOOK)
+            ),
             ConsumerDefinition("bookkeeping", (bookkeeping.RULEBOOK,)),
             ConsumerDefinition("payroll", (payroll.RULEBOOK,)),
             ConsumerDefinition("vat", (vat.RULEBOOK,)),

@@ -8,6 +8,7 @@ client's own facts.
 from __future__ import annotations
 
 import datetime as dt
+from typing import Annotated, Literal
 
 import msgspec
 
@@ -59,3 +60,53 @@ class SetEngagement(CompanyMessage, tag="company.set_engagement", kw_only=True):
     """
 
     data: Engagement
+
+
+class CompanyUser(msgspec.Struct, kw_only=True):
+    user_id: Identifier  # the agency user to add, as the API found them by e-mail
+    email: str
+    added_by: Identifier
+
+
+class AddCompanyUser(CompanyMessage, tag="company.add_user", kw_only=True):
+    """A consultant adds an agency user (or themself, "Add me") to a company (SPEC §4)."""
+
+    data: CompanyUser
+
+
+NoteKind = Literal["comment", "todo"]
+NoteText = Annotated[str, msgspec.Meta(min_length=1, max_length=4000)]
+
+
+class NewNote(msgspec.Struct, kw_only=True):
+    note_id: Identifier
+    kind: NoteKind
+    text: NoteText
+    status: ConsultantStatus | None = None
+    author_user_id: Identifier
+
+    def __post_init__(self) -> None:
+        if not self.text.strip():
+            raise ValueError("text must not be blank")
+        if self.kind == "todo" and self.status is None:
+            raise ValueError("a to-do needs a status")
+        if self.kind == "comment" and self.status is not None:
+            raise ValueError("a comment has no status")
+
+
+class AddNote(CompanyMessage, tag="notes.add", kw_only=True):
+    """A comment or a to-do on a company (SPEC §5.5)."""
+
+    data: NewNote
+
+
+class NoteStatus(msgspec.Struct, kw_only=True):
+    note_id: Identifier
+    status: ConsultantStatus
+    user_id: Identifier
+
+
+class SetNoteStatus(CompanyMessage, tag="notes.set_status", kw_only=True):
+    """A to-do moves on."""
+
+    data: NoteStatus

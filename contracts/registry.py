@@ -18,8 +18,11 @@ from contracts.bookkeeping import (
 from contracts.clock import ClockTick
 from contracts.closing import ClosingK10HelpChanged, ClosingProgressChanged
 from contracts.commands import (
+    AddCompanyUser,
+    AddNote,
     SetBookkeepingPeriodStatus,
     SetEngagement,
+    SetNoteStatus,
     SetPayrollPeriodStatus,
 )
 from contracts.company import AgencyUserChanged, CompanyDetailsChanged, CompanyDisconnected
@@ -48,6 +51,9 @@ COMMANDS: Final[tuple[type[Message], ...]] = (
     SetBookkeepingPeriodStatus,
     SetPayrollPeriodStatus,
     SetEngagement,
+    AddCompanyUser,
+    AddNote,
+    SetNoteStatus,
 )
 
 INTERNAL: Final[tuple[type[Message], ...]] = (ClockTick,)
