@@ -1,24 +1,29 @@
 """Process entry points.
 
-python -m services run [--only NAME,...]     every consumer, the catch-all and the clock
+python -m services run [--only NAME,...]     every consumer, the catch-all, the clock, the API
+python -m services api                       the HTTP API alone
 python -m services consumer NAME             one consumer (what a container runs)
 python -m services clock                     the clock alone
 python -m services dead-letters NAME         what is in a dead-letter queue, and why
 python -m services replay NAME [--limit N]   move dead letters back to be applied again
+python -m services health                    exit 0 when the broker and database answer
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import signal
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 
 import structlog
+import uvicorn
 
 from consumers.registry import CONSUMERS, ConsumerDefinition, consumers
 from services import logs, operations
+from services.api.app import create_app
 from services.clock import Clock
 from services.config import Settings
 from services.runner import ConsumerRunner
@@ -60,7 +65,40 @@ def _redact(url: str) -> str:
     return scheme + sep + rest
 
 
-async def run_processes(settings: Settings, names: list[str], with_clock: bool) -> None:
+class _EmbeddedServer(uvicorn.Server):
+    """uvicorn inside our process: our own handlers take SIGINT/SIGTERM, not uvicorn's."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+async def serve_api(settings: Settings, stop: asyncio.Event) -> None:
+    config = uvicorn.Config(
+        create_app(settings),
+        host=settings.api_host,
+        port=settings.api_port,
+        log_config=None,
+        access_log=False,
+        lifespan="on",
+    )
+    server = _EmbeddedServer(config)
+    serving = asyncio.create_task(server.serve())
+    structlog.get_logger().info(
+        "api listening",
+        url=f"http://{settings.api_host}:{settings.api_port}",
+        openapi=f"http://{settings.api_host}:{settings.api_port}/openapi.json",
+    )
+    await asyncio.wait(
+        {serving, asyncio.ensure_future(stop.wait())}, return_when=asyncio.FIRST_COMPLETED
+    )
+    server.should_exit = True
+    await serving
+
+
+async def run_processes(
+    settings: Settings, names: list[str], with_clock: bool, with_api: bool = False
+) -> None:
     client = connect(settings.mongo_url, settings.mongo_timeout_ms)
     store = MongoStore(client[settings.mongo_db])
 
@@ -70,6 +108,8 @@ async def run_processes(settings: Settings, names: list[str], with_clock: bool) 
         ]
         if with_clock:
             tasks.append(Clock(settings).run(stop))
+        if with_api:
+            tasks.append(serve_api(settings, stop))
         return tasks
 
     try:
@@ -120,6 +160,8 @@ def main(argv: list[str] | None = None) -> int:
     run = commands.add_parser("run", help="every consumer, the catch-all and the clock")
     run.add_argument("--only", help="comma-separated consumer names")
     run.add_argument("--no-clock", action="store_true")
+    run.add_argument("--no-api", action="store_true")
+    commands.add_parser("api", help="the HTTP API alone")
     one = commands.add_parser("consumer", help="one consumer")
     one.add_argument("name", choices=ALL_NAMES)
     commands.add_parser("clock", help="the clock alone")
@@ -145,7 +187,17 @@ def main(argv: list[str] | None = None) -> int:
             unknown = set(names) - set(ALL_NAMES)
             if unknown:
                 parser.error(f"unknown consumers: {', '.join(sorted(unknown))}")
-            asyncio.run(run_processes(settings, names, with_clock=not args.no_clock))
+            if not args.no_api and not settings.jwt_secret:
+                parser.error("BACKOFFICE_JWT_SECRET must be set for the API (or give --no-api)")
+            asyncio.run(
+                run_processes(
+                    settings, names, with_clock=not args.no_clock, with_api=not args.no_api
+                )
+            )
+        case "api":
+            if not settings.jwt_secret:
+                parser.error("BACKOFFICE_JWT_SECRET must be set for the API")
+            asyncio.run(run_processes(settings, [], with_clock=False, with_api=True))
         case "consumer":
             asyncio.run(run_processes(settings, [args.name], with_clock=False))
         case "clock":

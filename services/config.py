@@ -49,6 +49,12 @@ class Settings:
     tick_seconds: float = 60.0
     # The link to a fiscal year's closing in the client's accounting system (closing rows).
     closing_url: str = DEFAULT_CLOSING_URL
+    # The HTTP API: where it listens, the HS256 secret of callers' tokens (required to start
+    # it), and how long a command waits for its owner's answer before the caller gets 202.
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    jwt_secret: str = ""
+    command_timeout_s: float = 3.0
     log_format: str = "auto"  # auto: console on a terminal, JSON otherwise; or json, console
     log_level: str = "info"
 

@@ -43,6 +43,7 @@ SOURCES: dict[str, Source] = {
 }
 
 ATTEMPT_HEADER = "x-attempt"
+CONSUMER_STATS = "consumer_stats"  # one document per consumer: its counts, across replicas
 SOURCE_HEADER = "x-source"
 
 
@@ -59,6 +60,16 @@ class Counters:
     retried: int = 0
     dead_lettered: int = 0
     by_reason: dict[str, int] = field(default_factory=dict)
+
+    def snapshot(self) -> dict[str, int]:
+        counts = {
+            "applied": self.applied,
+            "rejected": self.rejected,
+            "retried": self.retried,
+            "dead_lettered": self.dead_lettered,
+        }
+        counts.update({f"dead_lettered_{code}": n for code, n in self.by_reason.items()})
+        return counts
 
 
 class ConsumerRunner:
@@ -161,9 +172,20 @@ class ConsumerRunner:
     ) -> None:
         deliveries = [Delivery(m.body, self._source(m), m.routing_key or "") for m in batch]
         outcomes = await self.pipeline.handle(deliveries)
+        before = self.counters.snapshot()
         for incoming, outcome in zip(batch, outcomes, strict=True):
             await self._settle(channel, incoming, outcome)
         await batch[-1].ack(multiple=True)
+        await self._publish_counters(before)
+
+    async def _publish_counters(self, before: dict[str, int]) -> None:
+        """Adds this batch's counts to the consumer's shared counters, which /metrics shows."""
+        now = self.counters.snapshot()
+        delta = {k: now[k] - before.get(k, 0) for k in now if now[k] != before.get(k, 0)}
+        try:
+            await self.pipeline.store.increment(CONSUMER_STATS, self.definition.name, delta)
+        except Exception as error:  # counters must never hold up messages
+            self.log.warning("could not update counters", error=str(error))
 
     @staticmethod
     def _source(incoming: AbstractIncomingMessage) -> Source | None:
@@ -224,6 +246,7 @@ class ConsumerRunner:
     ) -> None:
         answer = {
             "id": outcome.message.id if outcome.message else incoming.message_id,
+            "consumer": self.definition.name,
             "status": outcome.kind,
             "code": outcome.code,
             "reason": outcome.reason,

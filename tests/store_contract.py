@@ -102,6 +102,12 @@ class StoreContract:
         found = await store.fetch("records", ["a", "b", "c"])
         assert sorted((d["_id"], d["n"]) for d in found) == [("a", 2), ("b", 1)]
 
+    async def test_counters_add_up(self, store: Store) -> None:
+        await store.increment("counters", "c", {"applied": 2, "retried": 1})
+        await store.increment("counters", "c", {"applied": 3})
+        (counter,) = await store.fetch("counters", ["c"])
+        assert (counter["applied"], counter["retried"]) == (5, 1)
+
     async def test_racing_writers_exactly_one_wins(self, store: Store) -> None:
         import asyncio
 

@@ -65,6 +65,12 @@ class MemoryStore:
         for document in documents:
             target[document["_id"]] = copy.deepcopy(document)
 
+    async def increment(self, collection: str, id: str, counts: dict[str, int]) -> None:
+        self._maybe_fail()
+        document = self.collections.setdefault(collection, {}).setdefault(id, {"_id": id})
+        for name, value in counts.items():
+            document[name] = document.get(name, 0) + value
+
     async def fetch(self, collection: str, ids: Iterable[str]) -> list[dict[str, Any]]:
         self._maybe_fail()
         documents = self.collections.get(collection, {})

@@ -109,6 +109,10 @@ class MongoStore:
                 [ReplaceOne({"_id": d["_id"]}, d, upsert=True) for d in documents], ordered=False
             )
 
+    async def increment(self, collection: str, id: str, counts: dict[str, int]) -> None:
+        if counts:
+            await self.database[collection].update_one({"_id": id}, {"$inc": counts}, upsert=True)
+
     async def fetch(self, collection: str, ids: Iterable[str]) -> list[dict[str, Any]]:
         return await self.database[collection].find({"_id": {"$in": list(ids)}}).to_list()
 

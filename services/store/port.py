@@ -52,6 +52,10 @@ class Store(Protocol):
         """Upserts plain documents by ``_id`` (for records that are not aggregates)."""
         ...
 
+    async def increment(self, collection: str, id: str, counts: dict[str, int]) -> None:
+        """Adds ``counts`` to the numeric fields of one plain document (created if missing)."""
+        ...
+
     async def fetch(self, collection: str, ids: Iterable[str]) -> list[dict[str, Any]]:
         """The plain documents with these ``_id``s."""
         ...

@@ -1,0 +1,62 @@
+"""Bearer tokens (SPEC §9): HS256 JWTs with the caller's id, agency and permissions."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import jwt
+
+_IDENTIFIER = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+MANAGE_USERS = "manage_users"
+
+
+class Unauthorized(Exception):
+    """No token, or one we do not accept: 401."""
+
+
+@dataclass(frozen=True)
+class Caller:
+    user_id: str
+    agency_id: str
+    permissions: frozenset[str]
+
+    @property
+    def manages_users(self) -> bool:
+        return MANAGE_USERS in self.permissions
+
+
+def caller_from_header(header: str | None, secret: str) -> Caller:
+    if not header:
+        raise Unauthorized("missing Authorization header")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthorized("expected 'Authorization: Bearer <token>'")
+    try:
+        claims = jwt.decode(
+            token.strip(),
+            secret,
+            algorithms=["HS256"],
+            options={"require": ["sub", "agency_id", "exp"]},
+        )
+    except jwt.ExpiredSignatureError:
+        raise Unauthorized("the token has expired") from None
+    except jwt.InvalidTokenError as error:
+        raise Unauthorized(f"invalid token: {error}") from None
+    user_id, agency_id = claims.get("sub"), claims.get("agency_id")
+    permissions = claims.get("permissions", [])
+    if not (isinstance(user_id, str) and _IDENTIFIER.match(user_id)):
+        raise Unauthorized("the token's sub is not a user id")
+    if not (isinstance(agency_id, str) and _IDENTIFIER.match(agency_id)):
+        raise Unauthorized("the token's agency_id is not an agency id")
+    if not (isinstance(permissions, list) and all(isinstance(p, str) for p in permissions)):
+        raise Unauthorized("the token's permissions are not a list of strings")
+    return Caller(user_id, agency_id, frozenset(permissions))
+
+
+def issue_token(
+    secret: str, user_id: str, agency_id: str, permissions: list[str], expires_at: int
+) -> str:
+    """A token as the Back-office's identity provider would issue it (demo and tests)."""
+    claims = {"sub": user_id, "agency_id": agency_id, "permissions": permissions, "exp": expires_at}
+    return jwt.encode(claims, secret, algorithm="HS256")

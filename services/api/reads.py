@@ -1,0 +1,295 @@
+"""Reading the consumers' documents for the API: every query filters by the caller's agency.
+
+Values from the caller reach a query only as values of known fields (never as keys or
+operators), after the route has validated them; a free-text search is escaped for ``$regex``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+import json
+import re
+from typing import Any
+
+import msgspec
+from pymongo.asynchronous.database import AsyncDatabase
+
+from consumers.stockholm import days_left
+from contracts.status import LABELS
+from services.api import schemas
+from services.pipeline import COMMAND_OUTCOMES
+
+
+class BadCursor(ValueError):
+    """A cursor this API did not hand out."""
+
+
+def encode_cursor(values: list[Any]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(values).encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str, size: int) -> list[Any]:
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        values = json.loads(base64.urlsafe_b64decode(padded.encode()))
+    except (binascii.Error, ValueError, UnicodeDecodeError):
+        raise BadCursor("the cursor is not one this API handed out") from None
+    if not (
+        isinstance(values, list)
+        and len(values) == size
+        and all(isinstance(v, str | None) for v in values)
+    ):
+        raise BadCursor("the cursor is not one this API handed out")
+    return values
+
+
+def label(status: str) -> schemas.Label:
+    names = LABELS.get(status, {"sv": status, "en": status})
+    return schemas.Label(sv=names["sv"], en=names["en"])
+
+
+def _key(agency_id: str, company_id: str) -> str:
+    return f"{agency_id}/{company_id}"
+
+
+class ReadModel:
+    def __init__(self, database: AsyncDatabase[dict[str, Any]]) -> None:
+        self.db = database
+
+    # ----------------------------------------------------------- companies
+    async def company_entry(self, agency_id: str, company_id: str) -> dict[str, Any] | None:
+        return await self.db["companies"].find_one({"_id": _key(agency_id, company_id)})
+
+    async def agency_user_by_email(self, agency_id: str, email: str) -> dict[str, Any] | None:
+        return await self.db["agency_users"].find_one(
+            {"agency_id": agency_id, "email_key": email.lower(), "active": True}
+        )
+
+    async def agency_user(self, agency_id: str, user_id: str) -> dict[str, Any] | None:
+        return await self.db["agency_users"].find_one({"_id": _key(agency_id, user_id)})
+
+    async def company(self, entry: dict[str, Any]) -> schemas.Company:
+        details = (entry.get("facts") or {}).get("details") or {}
+        user_ids = [u["user_id"] for u in entry.get("users", [])]
+        directory = {
+            d["user_id"]: d
+            async for d in self.db["agency_users"].find(
+                {"_id": {"$in": [_key(entry["agency_id"], u) for u in user_ids]}}
+            )
+        }
+        return schemas.Company(
+            company_id=entry["company_id"],
+            name=details.get("name"),
+            org_number=details.get("org_number"),
+            legal_form=details.get("legal_form"),
+            accounting_method=details.get("accounting_method"),
+            vat_frequency=details.get("vat_frequency"),
+            fiscal_year_start=_date(details.get("fiscal_year_start")),
+            fiscal_year_end=_date(details.get("fiscal_year_end")),
+            connected=bool(entry.get("connected", True)),
+            users=[
+                schemas.CompanyUserOut(
+                    user_id=u,
+                    email=directory.get(u, {}).get("email"),
+                    name=directory.get(u, {}).get("name"),
+                )
+                for u in user_ids
+            ],
+            engagement=schemas.EngagementOut(
+                start_month=entry.get("engagement_start"),
+                responsible_user_id=entry.get("responsible_user_id"),
+            ),
+        )
+
+    async def overview(
+        self,
+        agency_id: str,
+        *,
+        responsible: str | None,
+        domain: str | None,
+        status: str | None,
+        q: str | None,
+        limit: int,
+        cursor: str | None,
+    ) -> schemas.Overview:
+        """Connected companies by name, then id: a stable order for cursor paging."""
+        conditions: list[dict[str, Any]] = [{"agency_id": agency_id}, {"connected": True}]
+        if responsible is not None:
+            conditions.append({"responsible_user_id": responsible})
+        if q:
+            text = {"name": {"$regex": re.escape(q), "$options": "i"}}
+            digits = re.sub(r"\D", "", q)
+            alternatives: list[dict[str, Any]] = [text]
+            if digits:
+                alternatives.append({"org_number_digits": {"$regex": "^" + re.escape(digits)}})
+            conditions.append({"$or": alternatives})
+        if domain is not None and status is not None:
+            matching = self.db[domain].find(
+                {"agency_id": agency_id, f"counts.{status}": {"$gt": 0}}, {"company_id": 1}
+            )
+            conditions.append({"company_id": {"$in": [d["company_id"] async for d in matching]}})
+        if cursor is not None:
+            name, company_id = decode_cursor(cursor, 2)
+            conditions.append(
+                {
+                    "$or": [
+                        {"name": {"$gt": name}},
+                        {"name": name, "company_id": {"$gt": company_id}},
+                    ]
+                }
+            )
+        found = (
+            await self.db["companies"]
+            .find({"$and": conditions})
+            .sort([("name", 1), ("company_id", 1)])
+            .limit(limit + 1)
+            .to_list()
+        )
+        page = found[:limit]
+        summaries = await self._summaries(agency_id, [d["company_id"] for d in page])
+        items = [
+            schemas.OverviewItem(
+                company_id=d["company_id"],
+                name=d.get("name"),
+                org_number=d.get("org_number"),
+                responsible_user_id=d.get("responsible_user_id"),
+                domains=summaries.get(d["company_id"], {}),
+            )
+            for d in page
+        ]
+        next_cursor = (
+            encode_cursor([page[-1].get("name"), page[-1]["company_id"]])
+            if len(found) > limit
+            else None
+        )
+        return schemas.Overview(items=items, next_cursor=next_cursor)
+
+    async def _summaries(
+        self, agency_id: str, company_ids: list[str]
+    ) -> dict[str, dict[str, schemas.DomainSummary]]:
+        found: dict[str, dict[str, schemas.DomainSummary]] = {c: {} for c in company_ids}
+        keys = [_key(agency_id, c) for c in company_ids]
+        for domain in schemas.DOMAINS:
+            projection = {"company_id": 1, "latest_period": 1, "latest_status": 1, "counts": 1}
+            async for doc in self.db[domain].find({"_id": {"$in": keys}}, projection):
+                found[doc["company_id"]][domain] = schemas.DomainSummary(
+                    latest_period=doc.get("latest_period"),
+                    latest_status=doc.get("latest_status"),
+                    counts=doc.get("counts") or {},
+                )
+        return found
+
+    # ----------------------------------------------------------- tabs
+    async def tab(self, domain: str, agency_id: str, company_id: str, now: dt.datetime) -> Any:
+        doc = await self.db[domain].find_one({"_id": _key(agency_id, company_id)}) or {}
+        header = doc.get("header") or {}
+        rows = doc.get("periods") or []
+        for row in rows:
+            row["status_label"] = label(row["status"])
+            if "days_left" in row:  # the stored value is as of the last evaluation
+                row["days_left"] = days_left(dt.date.fromisoformat(row["deadline"]), now)
+        match domain:
+            case "bookkeeping":
+                return _convert(
+                    schemas.BookkeepingTab,
+                    header,
+                    rows,
+                    {
+                        "client_todo_count": 0,
+                        "last_upload_at": None,
+                        "vat_frequency": None,
+                        "fiscal_year_end": None,
+                    },
+                )
+            case "payroll":
+                return _convert(
+                    schemas.PayrollTab,
+                    header,
+                    rows,
+                    {
+                        "latest_completed_month": None,
+                        "employees": None,
+                        "employer_declaration_due": None,
+                    },
+                )
+            case "vat":
+                return _convert(
+                    schemas.VatTab,
+                    header,
+                    rows,
+                    {
+                        "last_bookkeeping_at": None,
+                        "vat_frequency": None,
+                        "next_fiscal_year_end": None,
+                    },
+                )
+            case _:
+                return _convert(
+                    schemas.ClosingTab, header, rows, {"legal_form": None, "fiscal_year_end": None}
+                )
+
+    async def history(
+        self, agency_id: str, company_id: str, domain: str | None, limit: int, cursor: str | None
+    ) -> schemas.History:
+        """Every status change of every tab, newest first."""
+        entries: list[dict[str, Any]] = []
+        for name in [domain] if domain else schemas.DOMAINS:
+            doc = await self.db[name].find_one({"_id": _key(agency_id, company_id)}, {"history": 1})
+            entries += (doc or {}).get("history") or []
+
+        def order(e: dict[str, Any]) -> tuple[str, str, str, str]:
+            return (e["at"].isoformat(), e["domain"], e["period"], e["to"])
+
+        entries.sort(key=order, reverse=True)
+        if cursor is not None:
+            after = tuple(decode_cursor(cursor, 4))
+            entries = [e for e in entries if order(e) < after]
+        page = entries[:limit]
+        next_cursor = encode_cursor(list(order(page[-1]))) if len(entries) > limit else None
+        items = [
+            schemas.HistoryItem(
+                domain=e["domain"],
+                period=e["period"],
+                from_=e["from"],
+                to=e["to"],
+                at=e["at"],
+                cause=schemas.Cause(kind=e["cause"]["kind"], id=e["cause"].get("id")),
+            )
+            for e in page
+        ]
+        return schemas.History(items=items, next_cursor=next_cursor)
+
+    async def notes(self, agency_id: str, company_id: str) -> schemas.Notes:
+        doc = await self.db["notes"].find_one({"_id": _key(agency_id, company_id)}) or {}
+        return schemas.Notes(items=[note_out(n) for n in doc.get("items", [])])
+
+    async def note(self, agency_id: str, company_id: str, note_id: str) -> schemas.NoteOut | None:
+        found = await self.notes(agency_id, company_id)
+        return next((n for n in found.items if n.note_id == note_id), None)
+
+    async def outcome(self, command_id: str) -> dict[str, Any] | None:
+        return await self.db[COMMAND_OUTCOMES].find_one({"_id": command_id})
+
+
+def note_out(note: dict[str, Any]) -> schemas.NoteOut:
+    return schemas.NoteOut(
+        note_id=note["note_id"],
+        kind=note["kind"],
+        text=note["text"],
+        status=note.get("status"),
+        author_user_id=note["author_user_id"],
+        created_at=note["created_at"],
+        updated_at=note.get("updated_at") or note["created_at"],
+    )
+
+
+def _date(value: str | None) -> dt.date | None:
+    return dt.date.fromisoformat(value) if value else None
+
+
+def _convert(
+    tab_type: Any, header: dict[str, Any], rows: list[dict[str, Any]], empty_header: dict[str, Any]
+) -> Any:
+    return msgspec.convert({"header": {**empty_header, **header}, "periods": rows}, tab_type)
