@@ -8,7 +8,7 @@ import json
 
 from services.config import Settings
 from tests import factories as f
-from tests.integration.conftest import System, dead_letters, eventually, publish, publish_commands
+from tests.harness import System, dead_letters, eventually, publish, publish_commands
 
 KEY = f"{f.AGENCY}/{f.COMPANY}"
 

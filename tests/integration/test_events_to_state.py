@@ -14,7 +14,7 @@ from contracts.registry import decode, encode
 from services.clock import publish_tick
 from services.store.port import from_document
 from tests import factories as f
-from tests.integration.conftest import (
+from tests.harness import (
     System,
     dead_letters,
     eventually,

@@ -21,7 +21,7 @@ from services.config import Settings
 from services.store.port import from_document
 from services.topology import queue_name
 from tests import factories as f
-from tests.integration.conftest import (
+from tests.harness import (
     LocalServers,
     Servers,
     System,

@@ -1,4 +1,4 @@
-"""Real servers for integration tests: RabbitMQ and a MongoDB wire-protocol server.
+"""Real servers for integration and end-to-end tests: RabbitMQ and a MongoDB wire server.
 
 Each test gets its own RabbitMQ virtual host and its own database, so tests share no queues and
 no documents. The servers are started by ``deploy/servers.sh`` when they do not answer.
@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -32,8 +33,6 @@ from services.topology import ACCOUNTING_EXCHANGE, COMMANDS_EXCHANGE, dead_queue
 
 ROOT = Path(__file__).resolve().parents[2]
 SERVERS = ROOT / "deploy" / "servers.sh"
-
-pytestmark = pytest.mark.integration
 
 
 def port_open(port: int) -> bool:
@@ -273,3 +272,84 @@ async def eventually(
         if loop.time() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
         await asyncio.sleep(0.1)
+
+
+# ---------------------------------------------------------------- the running system (e2e)
+JWT_SECRET = "e2e-secret-for-tests-only-0123456789abcdef"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class RunningSystem:
+    """``python -m services run`` (every consumer and the API) as its own process."""
+
+    def __init__(
+        self, settings: Settings, process: subprocess.Popen[bytes], base_url: str, log: Path
+    ) -> None:
+        self.settings = settings
+        self.process = process
+        self.base_url = base_url
+        self.log = log
+
+    def token(
+        self,
+        user_id: str = "u-1",
+        agency_id: str = "a-1001",
+        permissions: list[str] | None = None,
+        expires_in: int = 3600,
+        secret: str = JWT_SECRET,
+    ) -> str:
+        import time
+
+        from services.api.auth import issue_token
+
+        return issue_token(
+            secret,
+            user_id,
+            agency_id,
+            ["manage_users"] if permissions is None else permissions,
+            int(time.time()) + expires_in,
+        )
+
+
+@pytest.fixture
+async def running_system(
+    settings: Settings, mongo: Any, tmp_path: Path
+) -> AsyncIterator[RunningSystem]:
+    import httpx
+
+    port = free_port()
+    log = tmp_path / "system.log"
+    process = spawn(
+        settings,
+        log,
+        "run",
+        "--no-clock",
+        BACKOFFICE_API_PORT=str(port),
+        BACKOFFICE_JWT_SECRET=JWT_SECRET,
+        BACKOFFICE_COMMAND_TIMEOUT_S="5",
+    )
+    base_url = f"http://127.0.0.1:{port}"
+
+    async def ready() -> bool:
+        if process.poll() is not None:
+            raise AssertionError(f"the system exited: {log.read_text()[-3000:]}")
+        try:
+            async with httpx.AsyncClient(base_url=base_url, timeout=2) as client:
+                return (await client.get("/readyz")).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    try:
+        await eventually(ready, timeout=60, what="the system to be ready")
+        yield RunningSystem(settings, process, base_url, log)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()
