@@ -20,6 +20,7 @@ def world_events() -> list[Message]:
         f.user_changed("u-1", "anna@byran.se", "2026-01-01T08:00", name="Anna Konsult"),
         f.user_changed("u-2", "bo@byran.se", "2026-01-01T08:00", name="Bo Ekonom"),
         f.user_changed("u-3", "gone@byran.se", "2026-01-01T08:00", active=False),
+        f.user_changed("u-4", "cia@byran.se", "2026-01-01T08:00", name="Cia Revisor"),
         f.user_changed("u-9", "eve@annan.se", "2026-01-01T08:00", agency_id=OTHER_AGENCY),
         f.details("2026-01-02T08:00"),  # c-2002, Bageriet i Byn AB
         f.details(
