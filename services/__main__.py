@@ -7,6 +7,7 @@ python -m services clock                     the clock alone
 python -m services dead-letters NAME         what is in a dead-letter queue, and why
 python -m services replay NAME [--limit N]   move dead letters back to be applied again
 python -m services health                    exit 0 when the broker and database answer
+python -m services demo [--companies N]      publish a demo agency and print a token to try it
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import structlog
 import uvicorn
 
 from consumers.registry import CONSUMERS, ConsumerDefinition, consumers
-from services import logs, operations
+from services import demo, logs, operations
 from services.api.app import create_app
 from services.clock import Clock
 from services.config import Settings
@@ -172,6 +173,9 @@ def main(argv: list[str] | None = None) -> int:
     replay.add_argument("name", choices=ALL_NAMES)
     replay.add_argument("--limit", type=int, default=1_000_000)
     commands.add_parser("health", help="check that the broker and database answer")
+    demo_parser = commands.add_parser("demo", help="publish a demo agency; print a token")
+    demo_parser.add_argument("--companies", type=int, default=36)
+    demo_parser.add_argument("--seed", type=int, default=2026)
     args = parser.parse_args(argv)
 
     try:
@@ -207,6 +211,10 @@ def main(argv: list[str] | None = None) -> int:
         case "replay":
             moved = asyncio.run(operations.replay(settings, args.name, args.limit))
             print(f"replayed {moved} messages into backoffice.{args.name}")
+        case "demo":
+            if not settings.jwt_secret:
+                parser.error("BACKOFFICE_JWT_SECRET must be set: the token is signed with it")
+            print(asyncio.run(demo.run(settings, args.companies, args.seed)))
         case "health":
             return 0 if asyncio.run(health(settings)) else 1
     return 0

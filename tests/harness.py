@@ -181,23 +181,31 @@ class System:
         self.settings = settings
         self.client = connect(settings.mongo_url, settings.mongo_timeout_ms)
         self.store = MongoStore(self.client[settings.mongo_db])
-        self.stop = asyncio.Event()
         self.runners: dict[str, ConsumerRunner] = {}
-        self.tasks: list[asyncio.Task[None]] = []
+        self._stops: dict[str, asyncio.Event] = {}
+        self._tasks: dict[str, asyncio.Task[None]] = {}
 
     async def start(self, *names: str) -> None:
         for name in names or (*CONSUMERS, "unrouted"):
             runner = ConsumerRunner(definition(name), self.settings, self.store)
             self.runners[name] = runner
-            self.tasks.append(asyncio.create_task(runner.run(self.stop)))
+            self._stops[name] = asyncio.Event()
+            self._tasks[name] = asyncio.create_task(runner.run(self._stops[name]))
         await eventually(
             lambda: all(r.consuming.is_set() for r in self.runners.values()),
             what="consumers to start",
         )
 
+    async def stop(self, name: str) -> None:
+        """Stops one consumer the way SIGTERM does; its queue keeps what comes."""
+        self._stops[name].set()
+        await asyncio.wait_for(self._tasks.pop(name), 30)
+        del self.runners[name]
+
     async def close(self) -> None:
-        self.stop.set()
-        await asyncio.wait_for(asyncio.gather(*self.tasks), 30)
+        for stop in self._stops.values():
+            stop.set()
+        await asyncio.wait_for(asyncio.gather(*self._tasks.values()), 30)
         await self.client.close()
 
     async def document(self, collection: str, key: str) -> dict[str, Any] | None:

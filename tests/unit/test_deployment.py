@@ -16,5 +16,7 @@ def test_compose_has_a_service_per_consumer_and_the_clock() -> None:
     for name in ALL_NAMES:
         assert services[name]["command"] == ["consumer", name]
     assert services["clock"]["command"] == ["clock"]
+    assert services["api"]["command"] == ["api"]
+    assert "BACKOFFICE_JWT_SECRET" in services["api"]["environment"]
     for server in ("rabbitmq", "mongo"):
         assert "healthcheck" in services[server]

@@ -1,0 +1,3 @@
+# Sourced by run.sh and demo.sh: the settings a developer's machine runs with.
+# The JWT secret here signs the demo's tokens; production sets its own BACKOFFICE_JWT_SECRET.
+export BACKOFFICE_JWT_SECRET="${BACKOFFICE_JWT_SECRET:-dev-only-secret-change-me-0123456789abcdef}"

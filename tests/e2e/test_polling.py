@@ -1,0 +1,74 @@
+"""A command its owner does not answer in time: 202 with a location, then the outcome there."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import httpx
+
+from services.config import Settings
+from tests.e2e.world import world_events
+from tests.harness import JWT_SECRET, RunningSystem, System, eventually, free_port, publish, spawn
+
+
+async def test_an_unanswered_command_is_polled_to_its_outcome(
+    settings: Settings, system: System, tmp_path: Path
+) -> None:
+    await system.start()  # declares every queue, then takes the world
+    await publish(settings.amqp_url, world_events())
+    key = "a-1001/c-2002"
+    await eventually(lambda: system.document("bookkeeping", key), what="the tab")
+    await eventually(lambda: system.document("companies", key), what="the directory")
+    port = free_port()
+    api = spawn(
+        settings,
+        tmp_path / "api.log",
+        "api",
+        BACKOFFICE_API_PORT=str(port),
+        BACKOFFICE_JWT_SECRET=JWT_SECRET,
+        BACKOFFICE_COMMAND_TIMEOUT_S="1",
+    )
+    try:
+        running = RunningSystem(settings, api, f"http://127.0.0.1:{port}", tmp_path / "api.log")
+        headers = {"Authorization": f"Bearer {running.token('u-1')}"}
+        async with httpx.AsyncClient(base_url=running.base_url, headers=headers) as client:
+
+            async def up() -> bool:
+                try:
+                    return (await client.get("/readyz")).status_code == 200
+                except httpx.HTTPError:
+                    return False
+
+            await eventually(up, what="the API")
+            assert (await client.post("/v1/companies/c-2002/users/me")).status_code == 200
+            await system.stop("bookkeeping")  # away; its queue keeps what comes
+            answer = await client.put(
+                "/v1/companies/c-2002/bookkeeping/periods/2026-02/status", json={"status": "done"}
+            )
+            assert answer.status_code == 202, answer.text
+            location = answer.headers["location"]
+            assert answer.json() == {
+                "command_id": location.rsplit("/", 1)[1],
+                "status": "pending",
+                "reason": None,
+                "location": location,
+            }
+            pending = await client.get(location)
+            assert (pending.status_code, pending.json()["status"]) == (202, "pending")
+            other = {"Authorization": f"Bearer {running.token('u-9', agency_id='a-9999')}"}
+            assert (await client.get(location, headers=other)).status_code == 404
+
+            await system.start("bookkeeping")  # back: it applies the waiting command
+
+            async def applied() -> bool:
+                polled = await client.get(location)
+                return polled.status_code == 200 and polled.json()["status"] == "applied"
+
+            await eventually(applied, what="the command's outcome")
+            tab = (await client.get("/v1/companies/c-2002/bookkeeping")).json()
+            row = next(p for p in tab["periods"] if p["period"] == "2026-02")
+            assert row["status"] == "done"
+    finally:
+        api.terminate()
+        await asyncio.to_thread(api.wait, 30)
