@@ -18,12 +18,13 @@ from typing import Any
 import aio_pika
 
 from consumers import months
+from consumers.registry import consumers
 from contracts.fields import luhn_valid
 from contracts.registry import decode
 from services.api.auth import issue_token
 from services.config import Settings
 from services.store.mongo import connect
-from services.topology import ACCOUNTING_EXCHANGE, COMMANDS_EXCHANGE, declare_exchanges
+from services.topology import ACCOUNTING_EXCHANGE, COMMANDS_EXCHANGE, declare_consumer
 
 AGENCY = "a-demo"
 USERS = [
@@ -295,7 +296,10 @@ class Demo:
 async def publish_all(settings: Settings, messages: list[dict[str, Any]], exchange: str) -> None:
     async with await aio_pika.connect(settings.amqp_url) as connection:
         channel = await connection.channel(publisher_confirms=True)
-        await declare_exchanges(channel)
+        # The consumers' queues, as they declare them: what is published now is kept for them
+        # even when the main job has only just started.
+        for definition in consumers(settings.closing_url).values():
+            await declare_consumer(channel, definition, settings)
         target = await channel.get_exchange(exchange)
         for message in messages:
             body = json.dumps(message).encode()

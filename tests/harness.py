@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -31,7 +32,7 @@ from services.runner import ConsumerRunner
 from services.store.mongo import MongoStore, connect
 from services.topology import ACCOUNTING_EXCHANGE, COMMANDS_EXCHANGE, dead_queue_name
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 SERVERS = ROOT / "deploy" / "servers.sh"
 
 
@@ -352,8 +353,18 @@ async def running_system(
         except httpx.HTTPError:
             return False
 
+    def consuming() -> bool:
+        """Every consumer has declared and bound its queue: events published now arrive."""
+        started = {
+            json.loads(line).get("consumer")
+            for line in log.read_text().splitlines()
+            if '"consuming"' in line
+        }
+        return started >= {*CONSUMERS, "unrouted"}
+
     try:
         await eventually(ready, timeout=60, what="the system to be ready")
+        await eventually(consuming, timeout=60, what="every consumer to consume")
         yield RunningSystem(settings, process, base_url, log)
     finally:
         process.send_signal(signal.SIGTERM)
