@@ -198,3 +198,17 @@ async def test_a_duplicate_writes_nothing(store: MemoryStore) -> None:
     (outcome,) = await p.handle([delivery(message)])
     assert outcome.kind == "applied"
     assert store.collections["bookkeeping"][KEY]["_v"] == 1
+
+
+async def test_the_owner_records_each_commands_outcome(store: MemoryStore) -> None:
+    p = pipeline(store)
+    await p.handle([delivery(f.details())])
+    applied = f.set_status("2026-02", "done", "2026-03-01T10:00")
+    refused = f.set_status("2024-02", "done", "2026-03-01T10:00")
+    outcomes = await p.handle([delivery(applied, "command"), delivery(refused, "command")])
+    assert [o.kind for o in outcomes] == ["applied", "rejected"]
+    records = {r["_id"]: r for r in await store.fetch("command_outcomes", [applied.id, refused.id])}
+    assert records[applied.id]["status"] == "applied"
+    assert records[refused.id]["status"] == "rejected"
+    assert "outside tracking" in records[refused.id]["reason"]
+    assert records[refused.id]["company_id"] == f.COMPANY

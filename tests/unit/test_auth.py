@@ -1,0 +1,73 @@
+"""SPEC §9 tokens: HS256 with sub, agency_id, permissions and exp; anything else is refused."""
+
+from __future__ import annotations
+
+import time
+
+import jwt
+import pytest
+
+from services.api.auth import Unauthorized, caller_from_header, issue_token
+
+SECRET = "unit-test-secret-" + "0123456789abcdef" * 4
+
+
+def header(**claims: object) -> str:
+    base = {
+        "sub": "u-1",
+        "agency_id": "a-1",
+        "permissions": ["manage_users"],
+        "exp": int(time.time()) + 60,
+    }
+    base.update(claims)
+    return "Bearer " + jwt.encode(
+        {k: v for k, v in base.items() if v is not None}, SECRET, algorithm="HS256"
+    )
+
+
+def test_a_valid_token_names_the_caller() -> None:
+    caller = caller_from_header(header(), SECRET)
+    assert (caller.user_id, caller.agency_id, caller.manages_users) == ("u-1", "a-1", True)
+    assert not caller_from_header(header(permissions=[]), SECRET).manages_users
+    token = issue_token(SECRET, "u-2", "a-2", [], int(time.time()) + 60)
+    assert caller_from_header(f"bearer {token}", SECRET).user_id == "u-2"
+
+
+@pytest.mark.parametrize(
+    ("value", "words"),
+    [
+        (None, "missing"),
+        ("", "missing"),
+        ("Basic dTpw", "Bearer"),
+        ("Bearer ", "Bearer"),
+        ("Bearer not-a-jwt", "invalid"),
+        (header(exp=int(time.time()) - 10), "expired"),
+        (header(exp=None), "exp"),
+        (header(sub=None), "sub"),
+        (header(agency_id=None), "agency_id"),
+        (header(sub="u 1; drop"), "sub"),
+        (header(agency_id={"$ne": None}), "agency_id"),
+        (header(permissions="manage_users"), "permissions"),
+        (
+            "Bearer "
+            + jwt.encode(
+                {"sub": "u-1", "agency_id": "a-1", "exp": int(time.time()) + 60},
+                "another-secret-0123456789abcdef0123456789",
+                algorithm="HS256",
+            ),
+            "invalid",
+        ),
+        (
+            "Bearer "
+            + jwt.encode(
+                {"sub": "u-1", "agency_id": "a-1", "exp": int(time.time()) + 60},
+                SECRET,
+                algorithm="HS512",
+            ),
+            "invalid",
+        ),
+    ],
+)
+def test_refused_tokens(value: str | None, words: str) -> None:
+    with pytest.raises(Unauthorized, match=words):
+        caller_from_header(value, SECRET)
