@@ -11,22 +11,23 @@ stored timer.
 from __future__ import annotations
 
 import datetime as dt
-from collections import Counter
 from typing import Literal
 
 import msgspec
 
-from consumers.company_facts import CompanyFacts, merge_company, tracked_months
+from consumers.company_facts import tracked_months
 from consumers.deadlines import bookkeeping_submission_deadline
-from consumers.rulebook import (
-    Cause,
-    HistoryEntry,
-    Rejected,
-    Rulebook,
-    company_key,
-    later,
-)
+from consumers.rulebook import Cause, HistoryEntry, Rulebook, company_key, later
 from consumers.stockholm import days_left, end_of_day, next_midnight
+from consumers.tab import (
+    TAB_INDEXES,
+    TAB_MESSAGES,
+    Tab,
+    check_tracked,
+    follow_company,
+    opened,
+    summarized,
+)
 from contracts.bookkeeping import BookkeepingDocumentUploaded, BookkeepingPeriodSubmitted
 from contracts.clock import ClockTick
 from contracts.commands import SetBookkeepingPeriodStatus, SetEngagement
@@ -73,34 +74,20 @@ class Header(msgspec.Struct, kw_only=True):
     fiscal_year_end: dt.date | None = None
 
 
-class BookkeepingTab(msgspec.Struct, kw_only=True):
-    agency_id: str
-    company_id: str
-    company: CompanyFacts = msgspec.field(default_factory=CompanyFacts)
+class BookkeepingTab(Tab, kw_only=True):
     facts: dict[str, list[PeriodFact]] = msgspec.field(default_factory=dict)
-    now: dt.datetime | None = None
-    # Worked out from the above by `evaluate`: what the API reads.
+    # Worked out from the facts by `evaluate`: what the API reads.
     header: Header = msgspec.field(default_factory=Header)
     periods: list[Row] = msgspec.field(default_factory=list)
-    history: list[HistoryEntry] = msgspec.field(default_factory=list)
-    counts: dict[str, int] = msgspec.field(default_factory=dict)
-    latest_period: str | None = None
-    latest_status: str | None = None
     client_todo: list[str] = msgspec.field(default_factory=list)
-    due_at: dt.datetime | None = None
 
 
 def apply(
     tab: BookkeepingTab | None, message: BookkeepingMessage, now: dt.datetime
 ) -> BookkeepingTab:
-    if tab is None:
-        if isinstance(message, ClockTick):
-            raise TypeError("a clock tick is only handed to existing tabs")
-        tab = BookkeepingTab(agency_id=message.agency_id, company_id=message.company_id)
+    tab = follow_company(opened(tab, message, BookkeepingTab), message)
     now = later(tab.now, now)
     match message:
-        case CompanyDetailsChanged() | CompanyDisconnected() | SetEngagement():
-            tab = msgspec.structs.replace(tab, company=merge_company(tab.company, message))
         case BookkeepingDocumentUploaded():
             last = tab.header.last_upload_at
             if last is None or message.occurred_at > last:
@@ -111,8 +98,6 @@ def apply(
             tab = _with_fact(tab, message.data.period, fact)
         case SetBookkeepingPeriodStatus():
             tab = _set_status(tab, message, now)
-        case ClockTick():
-            pass
     return evaluate(tab, now)
 
 
@@ -131,11 +116,7 @@ def _set_status(
     period = command.data.period
     if any(f.id == command.id for f in tab.facts.get(period, [])):
         return tab  # a redelivered command was applied already
-    tracked = tracked_months(tab.company, now)
-    if period not in tracked:
-        if not tracked:
-            raise Rejected("the company has no bookkeeping periods yet")
-        raise Rejected(f"period {period} is outside tracking ({tracked[0]} to {tracked[-1]})")
+    check_tracked(period, tracked_months(tab.company, now), DOMAIN)
     fact = PeriodFact(
         id=command.id,
         at=command.occurred_at,
@@ -156,7 +137,6 @@ def evaluate(tab: BookkeepingTab, now: dt.datetime) -> BookkeepingTab:
         row, entries = _period(period, tab.facts.get(period, []), submission_day, now)
         rows.append(row)
         history.extend(entries)
-    history.sort(key=lambda e: (e.at, e.period))
     todo = [row.period for row in rows if row.status in CLIENT_TODO]
     header = msgspec.structs.replace(
         tab.header,
@@ -164,18 +144,8 @@ def evaluate(tab: BookkeepingTab, now: dt.datetime) -> BookkeepingTab:
         vat_frequency=details.vat_frequency if details else None,
         fiscal_year_end=details.fiscal_year_end if details else None,
     )
-    return msgspec.structs.replace(
-        tab,
-        now=now,
-        header=header,
-        periods=rows,
-        history=history,
-        counts=dict(Counter(row.status for row in rows)),
-        latest_period=rows[-1].period if rows else None,
-        latest_status=rows[-1].status if rows else None,
-        client_todo=todo,
-        due_at=next_midnight(now) if rows and tab.company.connected else None,
-    )
+    due_at = next_midnight(now) if rows else None
+    return summarized(tab, now, rows, history, due_at, header=header, client_todo=todo)
 
 
 def _period(
@@ -237,19 +207,14 @@ def _shown(status: str, deadline: dt.date, at: dt.datetime) -> Literal["late"] |
 RULEBOOK: Rulebook[BookkeepingTab] = Rulebook(
     collection="bookkeeping",
     state_type=BookkeepingTab,
-    handles=frozenset(
-        {
-            "company.details_changed",
-            "company.disconnected",
-            "bookkeeping.document_uploaded",
-            "bookkeeping.period_submitted",
-            "bookkeeping.set_period_status",
-            "company.set_engagement",
-            "clock.tick",
-        }
-    ),
+    handles=TAB_MESSAGES
+    | {
+        "bookkeeping.document_uploaded",
+        "bookkeeping.period_submitted",
+        "bookkeeping.set_period_status",
+    },
     key=company_key,
     apply=apply,
     follows_clock=True,
-    indexes=((("agency_id", 1), ("company_id", 1)),),
+    indexes=TAB_INDEXES,
 )

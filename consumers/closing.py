@@ -13,14 +13,13 @@ return is due on or after the first day of the tracking start month.
 from __future__ import annotations
 
 import datetime as dt
-from collections import Counter
 from collections.abc import Callable
 from typing import Final
 
 import msgspec
 
 from consumers import months
-from consumers.company_facts import CompanyFacts, last_tracked_day, merge_company, tracking_start
+from consumers.company_facts import last_tracked_day, tracking_start
 from consumers.deadlines import annual_report_due, income_tax_return_due, k10_due
 from consumers.fiscal_years import (
     FiscalYear,
@@ -32,6 +31,7 @@ from consumers.fiscal_years import (
 )
 from consumers.rulebook import Cause, HistoryEntry, Rulebook, Stamp, company_key, later
 from consumers.stockholm import end_of_day, today
+from consumers.tab import TAB_INDEXES, TAB_MESSAGES, Tab, follow_company, opened, summarized
 from contracts.clock import ClockTick
 from contracts.closing import ClosingK10HelpChanged, ClosingProgressChanged
 from contracts.commands import SetEngagement
@@ -95,22 +95,13 @@ class Header(msgspec.Struct, kw_only=True):
     fiscal_year_end: dt.date | None = None
 
 
-class ClosingTab(msgspec.Struct, kw_only=True):
-    agency_id: str
-    company_id: str
-    company: CompanyFacts = msgspec.field(default_factory=CompanyFacts)
+class ClosingTab(Tab, kw_only=True):
     facts: dict[str, YearFacts] = msgspec.field(default_factory=dict)  # by fiscal year end
     # Fiscal years named by closing events: they place rows, but do not move tracking's start.
     closing_years: list[ReportedFiscalYear] = msgspec.field(default_factory=list)
-    now: dt.datetime | None = None
-    # Worked out from the above by `evaluate`.
+    # Worked out from the facts by `evaluate`.
     header: Header = msgspec.field(default_factory=Header)
     periods: list[Row] = msgspec.field(default_factory=list)
-    history: list[HistoryEntry] = msgspec.field(default_factory=list)
-    counts: dict[str, int] = msgspec.field(default_factory=dict)
-    latest_period: str | None = None
-    latest_status: str | None = None
-    due_at: dt.datetime | None = None
 
 
 Apply = Callable[[ClosingTab | None, ClosingMessage, dt.datetime], ClosingTab]
@@ -120,14 +111,9 @@ def make_apply(closing_url: str = DEFAULT_CLOSING_URL) -> Apply:
     """The rulebook's apply, with the link template of the deployment's accounting system."""
 
     def apply(tab: ClosingTab | None, message: ClosingMessage, now: dt.datetime) -> ClosingTab:
-        if tab is None:
-            if isinstance(message, ClockTick):
-                raise TypeError("a clock tick is only handed to existing tabs")
-            tab = ClosingTab(agency_id=message.agency_id, company_id=message.company_id)
+        tab = follow_company(opened(tab, message, ClosingTab), message)
         now = later(tab.now, now)
         match message:
-            case CompanyDetailsChanged() | CompanyDisconnected() | SetEngagement():
-                tab = msgspec.structs.replace(tab, company=merge_company(tab.company, message))
             case ClosingProgressChanged():
                 tab = _with_progress(tab, message)
             case ClosingK10HelpChanged():
@@ -135,8 +121,6 @@ def make_apply(closing_url: str = DEFAULT_CLOSING_URL) -> Apply:
                     id=message.id, at=message.occurred_at, requested=message.data.requested
                 )
                 tab = _with_year_facts(tab, message.data.fiscal_year_end, k10=fact)
-            case ClockTick():
-                pass
         return evaluate(tab, now, closing_url)
 
     return apply
@@ -213,24 +197,14 @@ def evaluate(
         row, entries = _year(tab.company_id, details.legal_form, year, facts, closing_url)
         rows.append(row)
         history.extend(entries)
-    history.sort(key=lambda e: (e.at, e.period))
     current = year_of(_all_years(tab), last_tracked_day(tab.company, now))
     header = Header(
         legal_form=details.legal_form if details else None,
         fiscal_year_end=current.end if current else None,
     )
-    return msgspec.structs.replace(
-        tab,
-        now=now,
-        header=header,
-        periods=rows,
-        history=history,
-        counts=dict(Counter(row.status for row in rows)),
-        latest_period=rows[-1].period if rows else None,
-        latest_status=rows[-1].status if rows else None,
-        # Time alone changes the tab when the current fiscal year ends.
-        due_at=end_of_day(current.end) if current and tab.company.connected else None,
-    )
+    # Time alone changes the tab when the current fiscal year ends.
+    due_at = end_of_day(current.end) if current else None
+    return summarized(tab, now, rows, history, due_at, header=header)
 
 
 def _status(fact: ProgressFact | None) -> str:
@@ -276,20 +250,11 @@ def rulebook(closing_url: str = DEFAULT_CLOSING_URL) -> Rulebook[ClosingTab]:
     return Rulebook(
         collection="closing",
         state_type=ClosingTab,
-        handles=frozenset(
-            {
-                "company.details_changed",
-                "company.disconnected",
-                "company.set_engagement",
-                "closing.progress_changed",
-                "closing.k10_help_changed",
-                "clock.tick",
-            }
-        ),
+        handles=TAB_MESSAGES | {"closing.progress_changed", "closing.k10_help_changed"},
         key=company_key,
         apply=make_apply(closing_url),
         follows_clock=True,
-        indexes=((("agency_id", 1), ("company_id", 1)),),
+        indexes=TAB_INDEXES,
     )
 
 

@@ -9,15 +9,23 @@ day), but does not change the status (our reading of the guide).
 from __future__ import annotations
 
 import datetime as dt
-from collections import Counter
 
 import msgspec
 
 from consumers import months
-from consumers.company_facts import CompanyFacts, merge_company, tracked_months
+from consumers.company_facts import tracked_months
 from consumers.deadlines import employer_declaration_due
-from consumers.rulebook import Cause, HistoryEntry, Rejected, Rulebook, company_key, later
+from consumers.rulebook import Cause, HistoryEntry, Rulebook, company_key, later
 from consumers.stockholm import end_of_day
+from consumers.tab import (
+    TAB_INDEXES,
+    TAB_MESSAGES,
+    Tab,
+    check_tracked,
+    follow_company,
+    opened,
+    summarized,
+)
 from contracts.clock import ClockTick
 from contracts.commands import SetEngagement, SetPayrollPeriodStatus
 from contracts.company import CompanyDetailsChanged, CompanyDisconnected
@@ -70,20 +78,11 @@ class Header(msgspec.Struct, kw_only=True):
     employer_declaration_due: dt.date | None = None
 
 
-class PayrollTab(msgspec.Struct, kw_only=True):
-    agency_id: str
-    company_id: str
-    company: CompanyFacts = msgspec.field(default_factory=CompanyFacts)
+class PayrollTab(Tab, kw_only=True):
     facts: dict[str, PeriodFacts] = msgspec.field(default_factory=dict)
-    now: dt.datetime | None = None
-    # Worked out from the above by `evaluate`.
+    # Worked out from the facts by `evaluate`.
     header: Header = msgspec.field(default_factory=Header)
     periods: list[Row] = msgspec.field(default_factory=list)
-    history: list[HistoryEntry] = msgspec.field(default_factory=list)
-    counts: dict[str, int] = msgspec.field(default_factory=dict)
-    latest_period: str | None = None
-    latest_status: str | None = None
-    due_at: dt.datetime | None = None
 
 
 def _order(fact: Completion | StatusSet) -> tuple[dt.datetime, str]:
@@ -91,14 +90,9 @@ def _order(fact: Completion | StatusSet) -> tuple[dt.datetime, str]:
 
 
 def apply(tab: PayrollTab | None, message: PayrollMessage, now: dt.datetime) -> PayrollTab:
-    if tab is None:
-        if isinstance(message, ClockTick):
-            raise TypeError("a clock tick is only handed to existing tabs")
-        tab = PayrollTab(agency_id=message.agency_id, company_id=message.company_id)
+    tab = follow_company(opened(tab, message, PayrollTab), message)
     now = later(tab.now, now)
     match message:
-        case CompanyDetailsChanged() | CompanyDisconnected() | SetEngagement():
-            tab = msgspec.structs.replace(tab, company=merge_company(tab.company, message))
         case PayrollMonthCompleted():
             data = message.data
             completion = Completion(
@@ -110,8 +104,6 @@ def apply(tab: PayrollTab | None, message: PayrollMessage, now: dt.datetime) -> 
             tab = _add_completion(tab, data.period, completion)
         case SetPayrollPeriodStatus():
             tab = _set_status(tab, message, now)
-        case ClockTick():
-            pass
     return evaluate(tab, now)
 
 
@@ -136,11 +128,7 @@ def _set_status(tab: PayrollTab, command: SetPayrollPeriodStatus, now: dt.dateti
     existing = tab.facts.get(period, PeriodFacts())
     if any(f.id == command.id for f in existing.statuses):
         return tab  # a redelivered command was applied already
-    tracked = tracked_months(tab.company, now)
-    if period not in tracked:
-        if not tracked:
-            raise Rejected("the company has no payroll periods yet")
-        raise Rejected(f"period {period} is outside tracking ({tracked[0]} to {tracked[-1]})")
+    check_tracked(period, tracked_months(tab.company, now), DOMAIN)
     status = StatusSet(
         id=command.id,
         at=command.occurred_at,
@@ -174,20 +162,9 @@ def evaluate(tab: PayrollTab, now: dt.datetime) -> PayrollTab:
                 status_set_at=last_set.at if last_set else None,
             )
         )
-    history.sort(key=lambda e: (e.at, e.period))
-    connected = tab.company.connected and bool(rows)
-    return msgspec.structs.replace(
-        tab,
-        now=now,
-        header=_header(tab),
-        periods=rows,
-        history=history,
-        counts=dict(Counter(row.status for row in rows)),
-        latest_period=rows[-1].period if rows else None,
-        latest_status=rows[-1].status if rows else None,
-        # Time alone changes only which months are shown: the next one begins.
-        due_at=end_of_day(months.last_day(rows[-1].period)) if connected else None,
-    )
+    # Time alone changes only which months are shown: the next one begins.
+    due_at = end_of_day(months.last_day(rows[-1].period)) if rows else None
+    return summarized(tab, now, rows, history, due_at, header=_header(tab))
 
 
 def _header(tab: PayrollTab) -> Header:
@@ -211,18 +188,9 @@ def _header(tab: PayrollTab) -> Header:
 RULEBOOK: Rulebook[PayrollTab] = Rulebook(
     collection="payroll",
     state_type=PayrollTab,
-    handles=frozenset(
-        {
-            "company.details_changed",
-            "company.disconnected",
-            "company.set_engagement",
-            "payroll.month_completed",
-            "payroll.set_period_status",
-            "clock.tick",
-        }
-    ),
+    handles=TAB_MESSAGES | {"payroll.month_completed", "payroll.set_period_status"},
     key=company_key,
     apply=apply,
     follows_clock=True,
-    indexes=((("agency_id", 1), ("company_id", 1)),),
+    indexes=TAB_INDEXES,
 )

@@ -13,16 +13,16 @@ when the frequency changes, and a period of the new frequency that overlaps it i
 from __future__ import annotations
 
 import datetime as dt
-from collections import Counter
 
 import msgspec
 
 from consumers import months
-from consumers.company_facts import CompanyFacts, last_tracked_day, merge_company, tracking_start
+from consumers.company_facts import CompanyFacts, last_tracked_day, tracking_start
 from consumers.deadlines import vat_return_due
 from consumers.fiscal_years import year_of, years_between
 from consumers.rulebook import Cause, HistoryEntry, Rulebook, company_key, later
 from consumers.stockholm import days_left, end_of_day, next_midnight
+from consumers.tab import TAB_INDEXES, TAB_MESSAGES, Tab, follow_company, opened, summarized
 from contracts.bookkeeping import BookkeepingEntryCreated
 from contracts.clock import ClockTick
 from contracts.commands import SetEngagement
@@ -75,31 +75,17 @@ class Header(msgspec.Struct, kw_only=True):
     next_fiscal_year_end: dt.date | None = None
 
 
-class VatTab(msgspec.Struct, kw_only=True):
-    agency_id: str
-    company_id: str
-    company: CompanyFacts = msgspec.field(default_factory=CompanyFacts)
+class VatTab(Tab, kw_only=True):
     facts: dict[str, PeriodFacts] = msgspec.field(default_factory=dict)
-    now: dt.datetime | None = None
-    # Worked out from the above by `evaluate`.
+    # Worked out from the facts by `evaluate`.
     header: Header = msgspec.field(default_factory=Header)
     periods: list[Row] = msgspec.field(default_factory=list)
-    history: list[HistoryEntry] = msgspec.field(default_factory=list)
-    counts: dict[str, int] = msgspec.field(default_factory=dict)
-    latest_period: str | None = None
-    latest_status: str | None = None
-    due_at: dt.datetime | None = None
 
 
 def apply(tab: VatTab | None, message: VatMessage, now: dt.datetime) -> VatTab:
-    if tab is None:
-        if isinstance(message, ClockTick):
-            raise TypeError("a clock tick is only handed to existing tabs")
-        tab = VatTab(agency_id=message.agency_id, company_id=message.company_id)
+    tab = follow_company(opened(tab, message, VatTab), message)
     now = later(tab.now, now)
     match message:
-        case CompanyDetailsChanged() | CompanyDisconnected() | SetEngagement():
-            tab = msgspec.structs.replace(tab, company=merge_company(tab.company, message))
         case BookkeepingEntryCreated():
             last = tab.header.last_bookkeeping_at
             if last is None or message.occurred_at > last:
@@ -117,8 +103,6 @@ def apply(tab: VatTab | None, message: VatMessage, now: dt.datetime) -> VatTab:
             mark = message.data
             fact = ReportFact(id=message.id, at=message.occurred_at, value=mark.reported)
             tab = _with_fact(tab, mark.period_start, mark.period_end, fact)
-        case ClockTick():
-            pass
     return evaluate(tab, now)
 
 
@@ -229,24 +213,14 @@ def evaluate(tab: VatTab, now: dt.datetime) -> VatTab:
         )
         rows.append(row)
         history.extend(entries)
-    history.sort(key=lambda e: (e.at, e.period))
     today_year = year_of(tab.company.fiscal_years, last_tracked_day(tab.company, now))
     header = msgspec.structs.replace(
         tab.header,
         vat_frequency=details.vat_frequency if details else None,
         next_fiscal_year_end=today_year.end if today_year else None,
     )
-    return msgspec.structs.replace(
-        tab,
-        now=now,
-        header=header,
-        periods=rows,
-        history=history,
-        counts=dict(Counter(row.status for row in rows)),
-        latest_period=rows[-1].period if rows else None,
-        latest_status=rows[-1].status if rows else None,
-        due_at=next_midnight(now) if details and tab.company.connected else None,
-    )
+    due_at = next_midnight(now) if details else None
+    return summarized(tab, now, rows, history, due_at, header=header)
 
 
 def _status(
@@ -305,19 +279,10 @@ def _period(
 RULEBOOK: Rulebook[VatTab] = Rulebook(
     collection="vat",
     state_type=VatTab,
-    handles=frozenset(
-        {
-            "company.details_changed",
-            "company.disconnected",
-            "company.set_engagement",
-            "bookkeeping.entry_created",
-            "vat.report_step_changed",
-            "vat.report_reported_changed",
-            "clock.tick",
-        }
-    ),
+    handles=TAB_MESSAGES
+    | {"bookkeeping.entry_created", "vat.report_step_changed", "vat.report_reported_changed"},
     key=company_key,
     apply=apply,
     follows_clock=True,
-    indexes=((("agency_id", 1), ("company_id", 1)),),
+    indexes=TAB_INDEXES,
 )

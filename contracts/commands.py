@@ -86,12 +86,17 @@ class NewNote(msgspec.Struct, kw_only=True):
     author_user_id: Identifier
 
     def __post_init__(self) -> None:
-        if not self.text.strip():
-            raise ValueError("text must not be blank")
-        if self.kind == "todo" and self.status is None:
-            raise ValueError("a to-do needs a status")
-        if self.kind == "comment" and self.status is not None:
-            raise ValueError("a comment has no status")
+        check_note(self.kind, self.text, self.status)
+
+
+def check_note(kind: str, text: str, status: str | None) -> None:
+    """A note has text; a to-do has a status, a comment none (SPEC §5.5)."""
+    if not text.strip():
+        raise ValueError("text must not be blank")
+    if kind == "todo" and status is None:
+        raise ValueError("a to-do needs a status")
+    if kind == "comment" and status is not None:
+        raise ValueError("a comment has no status")
 
 
 class AddNote(CompanyMessage, tag="notes.add", kw_only=True):

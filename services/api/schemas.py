@@ -11,7 +11,7 @@ from typing import Annotated, Literal
 import msgspec
 from msgspec import Meta
 
-from contracts.commands import NoteKind, NoteText
+from contracts.commands import NoteKind, NoteText, check_note
 from contracts.fields import Identifier, Period
 from contracts.status import ConsultantStatus
 
@@ -52,12 +52,7 @@ class NoteIn(Body):
     status: ConsultantStatus | None = None
 
     def __post_init__(self) -> None:
-        if not self.text.strip():
-            raise ValueError("text must not be blank")
-        if self.kind == "todo" and self.status is None:
-            raise ValueError("a to-do needs a status")
-        if self.kind == "comment" and self.status is not None:
-            raise ValueError("a comment has no status")
+        check_note(self.kind, self.text, self.status)
 
 
 class NoteStatusIn(Body):

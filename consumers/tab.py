@@ -1,0 +1,94 @@
+"""What the four tabs share: the company they follow, the messages every tab takes, and the
+summary the overview reads (counts per status, the latest period and its status)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import Counter
+from collections.abc import Sequence
+from typing import Any, Final, Protocol, TypeVar
+
+import msgspec
+
+from consumers.company_facts import CompanyFacts, merge_company
+from consumers.rulebook import HistoryEntry, Rejected
+from contracts.commands import SetEngagement
+from contracts.company import CompanyDetailsChanged, CompanyDisconnected
+from contracts.envelope import CompanyMessage, Message
+
+# Every tab follows the company's details, its engagement and the clock.
+TAB_MESSAGES: Final = frozenset(
+    {"company.details_changed", "company.disconnected", "company.set_engagement", "clock.tick"}
+)
+TAB_INDEXES: Final = ((("agency_id", 1), ("company_id", 1)),)
+
+
+class Tab(msgspec.Struct, kw_only=True):
+    agency_id: str
+    company_id: str
+    company: CompanyFacts = msgspec.field(default_factory=CompanyFacts)
+    now: dt.datetime | None = None
+    # Worked out by the tab's `evaluate`, for the API to read.
+    history: list[HistoryEntry] = msgspec.field(default_factory=list)
+    counts: dict[str, int] = msgspec.field(default_factory=dict)
+    latest_period: str | None = None
+    latest_status: str | None = None
+    due_at: dt.datetime | None = None
+
+
+class _Row(Protocol):
+    @property
+    def period(self) -> str: ...
+
+    @property
+    def status(self) -> str: ...
+
+
+T = TypeVar("T", bound=Tab)
+
+
+def opened(tab: T | None, message: Message, new: type[T]) -> T:
+    """The tab ``message`` applies to: a new one for the company's first message."""
+    if tab is not None:
+        return tab
+    if not isinstance(message, CompanyMessage):  # a clock tick finds only existing tabs
+        raise TypeError(f"{message.type} cannot open a tab")
+    return new(agency_id=message.agency_id, company_id=message.company_id)
+
+
+def follow_company(tab: T, message: Message) -> T:
+    """The tab with ``message`` merged into its company facts, if it is about the company."""
+    if isinstance(message, CompanyDetailsChanged | CompanyDisconnected | SetEngagement):
+        return msgspec.structs.replace(tab, company=merge_company(tab.company, message))
+    return tab
+
+
+def check_tracked(period: str, tracked: Sequence[str], domain: str) -> None:
+    """A consultant's status is for a period the tab shows."""
+    if period in tracked:
+        return
+    if not tracked:
+        raise Rejected(f"the company has no {domain} periods yet")
+    raise Rejected(f"period {period} is outside tracking ({tracked[0]} to {tracked[-1]})")
+
+
+def summarized(
+    tab: T,
+    now: dt.datetime,
+    rows: Sequence[_Row],
+    history: list[HistoryEntry],
+    due_at: dt.datetime | None,
+    **fields: Any,
+) -> T:
+    """``tab`` with its rows, history (oldest first) and the overview's summary of them."""
+    return msgspec.structs.replace(
+        tab,
+        now=now,
+        periods=rows,
+        history=sorted(history, key=lambda e: (e.at, e.period)),
+        counts=dict(Counter(row.status for row in rows)),
+        latest_period=rows[-1].period if rows else None,
+        latest_status=rows[-1].status if rows else None,
+        due_at=due_at if tab.company.connected else None,
+        **fields,
+    )
