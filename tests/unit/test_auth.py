@@ -51,7 +51,7 @@ def test_a_valid_token_names_the_caller() -> None:
         (
             "Bearer "
             + jwt.encode(
-                {"sub": "u-1", "agency_id": "a-1", "exp": int(time.time()) + 60},
+                {"sub": "u-1", "agency_id": "a-1", "exp": int(time.time()) + 86400},
                 "another-secret-0123456789abcdef0123456789",
                 algorithm="HS256",
             ),
@@ -60,7 +60,7 @@ def test_a_valid_token_names_the_caller() -> None:
         (
             "Bearer "
             + jwt.encode(
-                {"sub": "u-1", "agency_id": "a-1", "exp": int(time.time()) + 60},
+                {"sub": "u-1", "agency_id": "a-1", "exp": int(time.time()) + 86400},
                 SECRET,
                 algorithm="HS512",
             ),
