@@ -17,7 +17,7 @@ def header(**claims: object) -> str:
         "sub": "u-1",
         "agency_id": "a-1",
         "permissions": ["manage_users"],
-        "exp": int(time.time()) + 60,
+        "exp": int(time.time()) + 86400,
     }
     base.update(claims)
     return "Bearer " + jwt.encode(
