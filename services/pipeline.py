@@ -56,6 +56,16 @@ class Outcome:
     detail: dict[str, Any] = field(default_factory=dict)
 
 
+def _is_command(outcome: Outcome) -> bool:
+    """A consultant's command that was applied or refused: its outcome is recorded."""
+    message = outcome.message
+    return (
+        message is not None
+        and message.type in _COMMAND_TYPES
+        and outcome.kind in ("applied", "rejected")
+    )
+
+
 class ConflictsPersist(Exception):
     """Other writers kept winning the race for the same aggregates: try the batch later."""
 
@@ -114,7 +124,9 @@ class Pipeline:
         except Exception as error:  # any failure here (database down, a bug) is retried later
             reason = f"{type(error).__name__}: {error}"
             for index, outcome in enumerate(outcomes):
-                if outcome is None:
+                # A command's outcome must be recorded before it is acked: applying it again
+                # is harmless, a caller polling for an outcome never written is not.
+                if outcome is None or _is_command(outcome):
                     outcomes[index] = Outcome("failed", "transient", reason, messages[index])
         return [o or Outcome("failed", "transient", "no outcome") for o in outcomes]
 
@@ -153,10 +165,7 @@ class Pipeline:
                 "at": at,
             }
             for o in outcomes
-            if o is not None
-            and o.message is not None
-            and o.message.type in _COMMAND_TYPES
-            and o.kind in ("applied", "rejected")
+            if o is not None and o.message is not None and _is_command(o)
         ]
         await self.store.record(COMMAND_OUTCOMES, records)
 

@@ -212,3 +212,21 @@ async def test_the_owner_records_each_commands_outcome(store: MemoryStore) -> No
     assert records[refused.id]["status"] == "rejected"
     assert "outside tracking" in records[refused.id]["reason"]
     assert records[refused.id]["company_id"] == f.COMPANY
+
+
+async def test_a_command_whose_outcome_cannot_be_recorded_is_retried(store: MemoryStore) -> None:
+    p = pipeline(store)
+    await p.handle([delivery(f.details())])
+    original = store.record
+
+    async def failing(collection: str, documents: Sequence[dict[str, Any]]) -> None:
+        raise ConnectionError("database is down")
+
+    store.record = failing  # type: ignore[method-assign]
+    command = f.set_status("2026-02", "done", "2026-03-01T10:00")
+    (outcome,) = await p.handle([delivery(command, "command")])
+    assert (outcome.kind, outcome.code) == ("failed", "transient")
+    store.record = original  # type: ignore[method-assign]
+    (outcome,) = await p.handle([delivery(command, "command")])
+    assert outcome.kind == "applied"
+    assert [r["status"] for r in await store.fetch("command_outcomes", [command.id])] == ["applied"]
