@@ -97,6 +97,7 @@ class ConsumerRunner:
             closed = asyncio.Event()
             connection.close_callbacks.add(lambda *_: closed.set())
             channel = await connection.channel(publisher_confirms=True)
+            channel.close_callbacks.add(lambda *_: closed.set())  # a channel error ends it too
             await channel.set_qos(prefetch_count=self.settings.prefetch)
             queue = await declare_consumer(channel, self.definition, self.settings)
             await self._prepare()
