@@ -25,9 +25,6 @@ class FiscalYear(msgspec.Struct, frozen=True, order=True):
     def overlaps(self, other: FiscalYear) -> bool:
         return self.start <= other.end and other.start <= self.end
 
-    def contains(self, day: dt.date) -> bool:
-        return self.start <= day <= self.end
-
 
 class ReportedFiscalYear(msgspec.Struct, frozen=True):
     year: FiscalYear

@@ -71,15 +71,6 @@ KNOWN_VERSIONS: Final[dict[str, frozenset[int]]] = {
     type_name(t): frozenset({1}) for t in ALL_MESSAGES
 }
 
-REASON_CODES: Final = (
-    "too_large",
-    "not_utf8",
-    "not_json",
-    "unknown_type",
-    "unknown_version",
-    "invalid",
-)
-
 
 class InvalidMessage(Exception):
     """A body that can never be applied: retrying it would only fail the same way."""
