@@ -282,6 +282,9 @@ class ConsumerRunner:
             content_type=incoming.content_type,
             message_id=incoming.message_id,
             timestamp=incoming.timestamp,
+            # A command retried later still answers its sender, if it still waits.
+            reply_to=incoming.reply_to,
+            correlation_id=incoming.correlation_id,
             delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
         )
         await channel.default_exchange.publish(copy, routing_key=queue)

@@ -19,6 +19,10 @@ from services.store.port import VERSION_FIELD, Index, Stored, Write, from_docume
 DUPLICATE_KEY = 11000
 
 
+class IncompleteWriteResult(RuntimeError):
+    """The server's answer to a write could not be read: a passing failure, retried."""
+
+
 def connect(url: str, timeout_ms: int) -> AsyncMongoClient[dict[str, Any]]:
     return AsyncMongoClient(
         url,
@@ -57,6 +61,12 @@ class MongoStore:
         try:
             result = await self.database[collection].bulk_write(operations, ordered=False)
             outcome = result.bulk_api_result
+        except KeyError as error:
+            # PyMongo could not merge the server's answer: FerretDB sometimes answers a replace
+            # it could not run (its SQLite busy with another writer) without the counts.
+            raise IncompleteWriteResult(
+                f"the server's answer to a bulk write lacked {error}; retry"
+            ) from None
         except BulkWriteError as error:
             outcome = error.details
             others = [e for e in outcome["writeErrors"] if e.get("code") != DUPLICATE_KEY]

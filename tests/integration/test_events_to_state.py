@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from pathlib import Path
+from typing import Any
 
 import aio_pika
 
@@ -132,3 +133,36 @@ async def test_commands_are_answered_and_their_outcome_recorded(system: System) 
     assert recorded == {accepted.id: "applied", refused.id: "rejected"}
     # A refused command is the consultant's error, answered; not an operator's dead letter.
     assert await dead_letters(system.settings.amqp_url, "bookkeeping") == []
+
+
+async def test_a_command_retried_after_a_passing_failure_still_answers(system: System) -> None:
+    await system.start("bookkeeping")
+    await publish(system.settings.amqp_url, [f.details("2026-01-02T08:00")])
+    await eventually(lambda: system.document("bookkeeping", KEY), what="the tab")
+    save = system.store.save
+    failed = []
+
+    async def fails_once(collection: str, writes: Any) -> set[str]:
+        if not failed:
+            failed.append(collection)
+            raise ConnectionError("the database went away for a moment")
+        return await save(collection, writes)
+
+    system.store.save = fails_once  # type: ignore[method-assign]
+    command = f.set_status("2026-02", "done", "2026-03-05T10:00")
+    async with await aio_pika.connect(system.settings.amqp_url) as connection:
+        channel = await connection.channel()
+        replies = await channel.declare_queue(exclusive=True)
+        exchange = await channel.get_exchange("backoffice.commands")
+        await exchange.publish(
+            aio_pika.Message(encode(command), correlation_id=command.id, reply_to=replies.name),
+            routing_key=command.type,
+        )
+        async with replies.iterator(timeout=20) as incoming:
+            async for reply in incoming:
+                await reply.ack()
+                break
+    assert failed == ["bookkeeping"]
+    assert system.runners["bookkeeping"].counters.retried == 1
+    assert reply.correlation_id == command.id
+    assert json.loads(reply.body)["status"] == "applied"
