@@ -291,7 +291,8 @@ async def set_bookkeeping_status(
     )
 
     async def row() -> Any:
-        return _row(await _tab(state, caller, company_id, "bookkeeping"), period)
+        tab = await reads_of(state).tab("bookkeeping", caller.agency_id, company_id, utc_now())
+        return _row(tab, period)
 
     return await execute(state, command, row)
 
@@ -314,7 +315,8 @@ async def set_payroll_status(
     )
 
     async def row() -> Any:
-        return _row(await _tab(state, caller, company_id, "payroll"), period)
+        tab = await reads_of(state).tab("payroll", caller.agency_id, company_id, utc_now())
+        return _row(tab, period)
 
     return await execute(state, command, row)
 
