@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Provisions the two servers the project needs on a machine without Docker:
 # RabbitMQ from Debian's package, and a MongoDB wire-protocol server (mongod when on PATH,
-# otherwise FerretDB built from its Go module and run on SQLite). Idempotent: installs what is
-# missing, starts what is stopped, waits until each answers.
+# otherwise FerretDB built from its Go module, with our two fixes, and run on PostgreSQL from
+# Debian's package, or on SQLite). Idempotent: installs what is missing, starts what is stopped,
+# waits until each answers.
 #
 #   deploy/servers.sh up                 install + start both, print URLs
 #   deploy/servers.sh down               stop both
@@ -14,8 +15,13 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 state="$root/.servers"
 tools="${BACKOFFICE_TOOLS_DIR:-$HOME/.cache/backoffice/bin}"
 ferretdb_version="${BACKOFFICE_FERRETDB_VERSION:-v1.24.2}"
+# FerretDB's storage: postgresql (the default: writes by _id stay flat as collections grow) or
+# sqlite (no extra server, but every write by _id reads the whole collection).
+ferretdb_backend="${BACKOFFICE_FERRETDB_BACKEND:-postgresql}"
+ferretdb_patches="$root/deploy/ferretdb"  # our fixes, applied in name order
 mongo_port=27017
 amqp_port=5672
+pg_port="${BACKOFFICE_PG_PORT:-54320}"
 
 log() { printf '[servers] %s\n' "$*" >&2; }
 
@@ -65,7 +71,10 @@ rabbit_stop() {
 }
 
 # ---------------------------------------------------------------- MongoDB wire protocol
-ferretdb_bin() { echo "$tools/ferretdb-$ferretdb_version"; }
+# The binary's name carries the patches' checksum, so a changed patch builds anew.
+ferretdb_bin() {
+  echo "$tools/ferretdb-$ferretdb_version-$(cat "$ferretdb_patches"/*.patch | sha256sum | cut -c1-12)"
+}
 
 ferretdb_build() {
   local bin src work
@@ -83,10 +92,85 @@ ferretdb_build() {
   cp -r "$src" "$work/ferretdb"
   chmod -R u+w "$work/ferretdb"
   echo "$ferretdb_version" >"$work/ferretdb/build/version/version.txt"
+  # Our fixes (docs/architecture.md, "FerretDB"): an update command closes each statement's
+  # query before the next (a bulk write of more statements than the pool holds deadlocked it for
+  # good), and a filter on one _id uses the _id index (it read the whole collection).
+  local patch
+  for patch in "$ferretdb_patches"/*.patch; do
+    (cd "$work/ferretdb" && patch -s -p1 <"$patch")
+  done
   mkdir -p "$tools"
   (cd "$work/ferretdb" && go build -o "$bin.tmp" ./cmd/ferretdb)
   mv "$bin.tmp" "$bin"
   rm -rf "$work"
+}
+
+# ---------------------------------------------------------------- PostgreSQL (FerretDB's storage)
+pg_bin() { ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1; }
+
+pg_install() {
+  [ -n "$(pg_bin)" ] && return 0
+  log "installing postgresql from Debian's packages"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq postgresql >/dev/null
+}
+
+# PostgreSQL will not run as root: it runs as the postgres user, with its data in
+# .servers/postgres when that user can reach the checkout, else under /var/lib/backoffice.
+pg_data() {
+  if runuser -u postgres -- test -x "$state" 2>/dev/null; then
+    echo "$state/postgres"
+  else
+    echo "/var/lib/backoffice/$(echo "$root" | sha256sum | cut -c1-12)/postgres"
+  fi
+}
+
+pg_as() { runuser -u postgres -- "$@"; }
+
+pg_psql() { pg_as "$(pg_bin)/psql" -h 127.0.0.1 -p "$pg_port" -U postgres -qtA "$@"; }
+
+pg_start() {
+  pg_install
+  local bin data
+  bin=$(pg_bin)
+  mkdir -p "$state"
+  data=$(pg_data)
+  if [ ! -f "$data/PG_VERSION" ]; then
+    log "initialising PostgreSQL in $data (loopback only)"
+    mkdir -p "$data"
+    chown postgres: "$data"
+    chmod 700 "$data"
+    pg_as "$bin/initdb" -D "$data" -U postgres --auth=trust -E UTF8 >/dev/null
+    # Loopback only, on a port of our own; commits need not wait for the disk flush (a crash
+    # may lose the last instant of writes, which redelivery from the broker restores).
+    cat >>"$data/postgresql.conf" <<EOF
+listen_addresses = '127.0.0.1'
+port = $pg_port
+unix_socket_directories = '$data'
+shared_buffers = 256MB
+synchronous_commit = off
+EOF
+  fi
+  if ! pg_as "$bin/pg_ctl" -D "$data" status >/dev/null 2>&1; then
+    log "starting PostgreSQL on 127.0.0.1:$pg_port"
+    pg_as "$bin/pg_ctl" -D "$data" -l "$data/server.log" -w -t 60 start >/dev/null
+  fi
+  pg_psql -c "SELECT 1 FROM pg_roles WHERE rolname = 'ferretdb'" | grep -q 1 ||
+    pg_psql -c "CREATE ROLE ferretdb LOGIN"
+  pg_psql -c "SELECT 1 FROM pg_database WHERE datname = 'ferretdb'" | grep -q 1 ||
+    pg_psql -c "CREATE DATABASE ferretdb OWNER ferretdb"
+}
+
+pg_stop() {
+  local bin data
+  bin=$(pg_bin)
+  data=$(pg_data)
+  [ -n "$bin" ] && [ -f "$data/PG_VERSION" ] || return 0
+  if pg_as "$bin/pg_ctl" -D "$data" status >/dev/null 2>&1; then
+    log "stopping PostgreSQL"
+    pg_as "$bin/pg_ctl" -D "$data" -m fast -w stop >/dev/null || true
+  fi
 }
 
 mongo_pidfile="$state/mongo.pid"
@@ -108,9 +192,21 @@ mongo_start() {
       --logpath "$state/mongod.log" --fork --pidfilepath "$mongo_pidfile" >/dev/null
   else
     ferretdb_build
-    log "starting FerretDB $ferretdb_version (SQLite backend, data in .servers/ferretdb)"
-    mkdir -p "$state/ferretdb"
-    nohup "$(ferretdb_bin)" --handler=sqlite --sqlite-url="file:$state/ferretdb/" \
+    local storage
+    case "$ferretdb_backend" in
+      postgresql)
+        pg_start
+        storage=(--handler=postgresql
+          --postgresql-url="postgres://ferretdb@127.0.0.1:$pg_port/ferretdb")
+        ;;
+      sqlite)
+        mkdir -p "$state/ferretdb"
+        storage=(--handler=sqlite --sqlite-url="file:$state/ferretdb/")
+        ;;
+      *) log "BACKOFFICE_FERRETDB_BACKEND must be postgresql or sqlite"; return 2 ;;
+    esac
+    log "starting FerretDB $ferretdb_version ($ferretdb_backend backend)"
+    nohup "$(ferretdb_bin)" "${storage[@]}" \
       --listen-addr="127.0.0.1:$mongo_port" --state-dir="$state" --debug-addr=127.0.0.1:0 \
       --telemetry=disable --log-level=warn --log-format=json \
       >>"$state/ferretdb.log" 2>&1 </dev/null &
@@ -161,7 +257,7 @@ one() { # start|stop name
 
 case "${1:-up}" in
   up) rabbit_start; mongo_start; status ;;
-  down) mongo_stop; rabbit_stop ;;
+  down) mongo_stop; pg_stop; rabbit_stop ;;
   status) status ;;
   start | stop) one "$1" "${2:?name: rabbitmq or mongo}" ;;
   *) log "usage: $0 [up|down|status|start NAME|stop NAME]"; exit 2 ;;
