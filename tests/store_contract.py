@@ -85,9 +85,42 @@ class StoreContract:
                 Write("never", 0, thing("x", None)),
             ],
         )
-        assert await store.due("things", T0, 10) == ["early", "now"]
-        assert await store.due("things", T0, 1) == ["early"]
-        assert await store.due("things", T0, 10, exclude=["early"]) == ["now"]
+        assert await store.due("things", T0, 10) == [(T0 - hour, "early"), (T0, "now")]
+        assert await store.due("things", T0, 1) == [(T0 - hour, "early")]
+        assert await store.due("things", T0, 10, after=(T0 - hour, "early")) == [(T0, "now")]
+
+    async def test_due_pages_by_due_at_then_key(self, store: Store) -> None:
+        hour = dt.timedelta(hours=1)
+        dues = {"b": T0 - hour, "a": T0, "c": T0, "d": T0 - 2 * hour, "e": T0 + hour}
+        await store.save("things", [Write(k, 0, thing(k, due)) for k, due in dues.items()])
+        pages, after = [], None
+        while page := await store.due("things", T0, 2, after=after):
+            pages.append([key for _, key in page])
+            after = page[-1]
+        assert pages == [["d", "b"], ["a", "c"]]
+
+    async def test_a_bulk_of_500_replaces_completes_and_the_store_still_answers(
+        self, store: Store
+    ) -> None:
+        keys = [f"k{i:03d}" for i in range(500)]
+        assert await store.save("things", [Write(k, 0, thing(k)) for k in keys]) == set()
+        assert await store.save("things", [Write(k, 1, thing(k + "!")) for k in keys]) == set()
+        loaded = await store.load("things", Thing, keys)
+        assert {s.version for s in loaded.values()} == {2}
+        assert loaded["k499"].state.name == "k499!"
+        await store.ping()
+
+    async def test_lower_keeps_the_earlier_instant_of_an_existing_document(
+        self, store: Store
+    ) -> None:
+        hour = dt.timedelta(hours=1)
+        await store.lower("marks", "m", "next", T0)  # no such document: nothing is created
+        assert await store.fetch("marks", ["m"]) == []
+        await store.record("marks", [{"_id": "m", "next": T0}])
+        await store.lower("marks", "m", "next", T0 + hour)
+        await store.lower("marks", "m", "next", T0 - hour)
+        (mark,) = await store.fetch("marks", ["m"])
+        assert mark["next"] == T0 - hour
 
     async def test_indexes_can_be_ensured_twice(self, store: Store) -> None:
         index = (("name", 1), ("day", 1))

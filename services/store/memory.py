@@ -45,16 +45,19 @@ class MemoryStore:
         return conflicts
 
     async def due(
-        self, collection: str, now: dt.datetime, limit: int, exclude: Iterable[str] = ()
-    ) -> list[str]:
+        self,
+        collection: str,
+        now: dt.datetime,
+        limit: int,
+        after: tuple[dt.datetime, str] | None = None,
+    ) -> list[tuple[dt.datetime, str]]:
         self._maybe_fail()
-        skip = set(exclude)
-        keys = [
-            key
-            for key, document in sorted(self.collections.get(collection, {}).items())
-            if document.get("due_at") is not None and document["due_at"] <= now and key not in skip
-        ]
-        return keys[:limit]
+        found = sorted(
+            (document["due_at"], key)
+            for key, document in self.collections.get(collection, {}).items()
+            if document.get("due_at") is not None and document["due_at"] <= now
+        )
+        return [pair for pair in found if after is None or pair > after][:limit]
 
     async def ensure_indexes(self, collection: str, indexes: Sequence[Index]) -> None:
         self.collections.setdefault(collection, {})
@@ -70,6 +73,12 @@ class MemoryStore:
         document = self.collections.setdefault(collection, {}).setdefault(id, {"_id": id})
         for name, value in counts.items():
             document[name] = document.get(name, 0) + value
+
+    async def lower(self, collection: str, id: str, field: str, value: dt.datetime) -> None:
+        self._maybe_fail()
+        document = self.collections.get(collection, {}).get(id)
+        if document is not None and (document.get(field) is None or value < document[field]):
+            document[field] = value
 
     async def fetch(self, collection: str, ids: Iterable[str]) -> list[dict[str, Any]]:
         self._maybe_fail()

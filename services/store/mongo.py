@@ -1,22 +1,44 @@
-"""The MongoDB store, on PyMongo's async API, within what FerretDB 1.24 supports.
+"""The MongoDB store, on PyMongo's async API, for MongoDB itself and for FerretDB 1.24.
 
-Used features: single-document replace and insert in an unordered ``bulk_write``, ``find`` with
-``$in``/``$lte``/``$nin``, and plain indexes. No transactions, change streams or ``$lookup``.
+The server tells which it is (``buildInfo`` names FerretDB's version), and the store speaks to
+each as it is built to be used:
+
+- **MongoDB**: many aggregates in one ``find`` with ``$in`` and one unordered ``bulk_write``; the
+  indexes serve ranges and sorts.
+- **FerretDB**: FerretDB pushes only a filter by equality down to its storage: ``$in``, ranges
+  and sorts read the whole collection, so aggregates are looked up one ``_id`` at a time, at most
+  ``concurrency`` at once. Writes go in bulk commands of at most ``FERRETDB_CHUNK`` statements,
+  two commands at a time: FerretDB 1.24 as released holds a storage connection per statement of a
+  write command until the whole command ends, which deadlocks its pool for good once the
+  statements of the commands under way outnumber it (50 connections on PostgreSQL). The FerretDB
+  that ``deploy/servers.sh`` builds is fixed; this store stays safe on one that is not.
+
+Used features, all within FerretDB 1.24: single-document insert, replace and find, ``$in``,
+``$lte``/``$gt`` and ``$or`` in filters, sort and limit, ``$inc``/``$min`` updates, plain indexes.
+No transactions, change streams or ``$lookup``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
-from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from typing import Any, TypeVar
 
 from pymongo import AsyncMongoClient, InsertOne, ReplaceOne
+from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError
 
 from services.store.port import VERSION_FIELD, Index, Stored, Write, from_document, to_document
 
 DUPLICATE_KEY = 11000
+# MongoDB takes large batches in one command; these bound a command's size, not correctness.
+MONGO_CHUNK = 1000
+FERRETDB_CHUNK = 16  # well under FerretDB's pool, however many statements it holds at once
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 class IncompleteWriteResult(RuntimeError):
@@ -30,25 +52,75 @@ def connect(url: str, timeout_ms: int) -> AsyncMongoClient[dict[str, Any]]:
         serverSelectionTimeoutMS=timeout_ms,
         connectTimeoutMS=timeout_ms,
         socketTimeoutMS=timeout_ms * 4,
+        # A failed request is not sent again by the driver: the consumer waits for the store
+        # as a whole instead (FerretDB may still be working on the request that timed out).
+        retryWrites=False,
+        retryReads=False,
     )
 
 
+def _chunks(items: Sequence[T], size: int) -> Iterable[Sequence[T]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
 class MongoStore:
-    def __init__(self, database: AsyncDatabase[dict[str, Any]]) -> None:
+    def __init__(self, database: AsyncDatabase[dict[str, Any]], *, concurrency: int = 8) -> None:
         self.database = database
+        self.concurrency = concurrency
+        self._ferretdb: bool | None = None  # asked of the server on first use
+
+    async def is_ferretdb(self) -> bool:
+        if self._ferretdb is None:
+            info = await self.database.client.admin.command("buildInfo")
+            self._ferretdb = "ferretdbVersion" in info
+        return self._ferretdb
+
+    async def _each(
+        self, items: Iterable[T], call: Callable[[T], Awaitable[R]], at_once: int = 0
+    ) -> list[R]:
+        """``call`` for every item, at most ``at_once`` (or ``concurrency``) at a time, results
+        in order."""
+        gate = asyncio.Semaphore(at_once or self.concurrency)
+
+        async def gated(item: T) -> R:
+            async with gate:
+                return await call(item)
+
+        return list(await asyncio.gather(*(gated(item) for item in items)))
+
+    async def _by_ids(self, collection: str, ids: Sequence[str]) -> list[dict[str, Any]]:
+        target = self.database[collection]
+        if await self.is_ferretdb():
+            found = await self._each(ids, lambda key: target.find_one({"_id": key}))
+            return [document for document in found if document is not None]
+        documents: list[dict[str, Any]] = []
+        for chunk in _chunks(ids, MONGO_CHUNK):
+            documents += await target.find({"_id": {"$in": list(chunk)}}).to_list()
+        return documents
 
     async def load(
         self, collection: str, state_type: type[Any], keys: Iterable[str]
     ) -> dict[str, Stored]:
-        wanted = list(keys)
-        if not wanted:
-            return {}
-        cursor = self.database[collection].find({"_id": {"$in": wanted}})
-        return {document["_id"]: from_document(document, state_type) async for document in cursor}
+        documents = await self._by_ids(collection, list(dict.fromkeys(keys)))
+        return {document["_id"]: from_document(document, state_type) for document in documents}
 
     async def save(self, collection: str, writes: Sequence[Write]) -> set[str]:
         if not writes:
             return set()
+        target = self.database[collection]
+        if await self.is_ferretdb():
+            chunks = list(_chunks(writes, FERRETDB_CHUNK))
+            found = await self._each(chunks, lambda c: self._bulk_save(target, c), at_once=2)
+            return set().union(*found)
+        conflicts: set[str] = set()
+        for chunk in _chunks(writes, MONGO_CHUNK):
+            conflicts |= await self._bulk_save(target, chunk)
+        return conflicts
+
+    async def _bulk_save(
+        self, target: AsyncCollection[dict[str, Any]], writes: Sequence[Write]
+    ) -> set[str]:
         operations: list[InsertOne[dict[str, Any]] | ReplaceOne[dict[str, Any]]] = []
         for write in writes:
             document = to_document(write.key, write.expected_version + 1, write.state)
@@ -59,11 +131,9 @@ class MongoStore:
                 operations.append(ReplaceOne(selector, document))
         outcome: Mapping[str, Any]
         try:
-            result = await self.database[collection].bulk_write(operations, ordered=False)
+            result = await target.bulk_write(operations, ordered=False)
             outcome = result.bulk_api_result
         except KeyError as error:
-            # PyMongo could not merge the server's answer: FerretDB sometimes answers a replace
-            # it could not run (its SQLite busy with another writer) without the counts.
             raise IncompleteWriteResult(
                 f"the server's answer to a bulk write lacked {error}; retry"
             ) from None
@@ -75,56 +145,81 @@ class MongoStore:
         conflicts = {writes[e["index"]].key for e in outcome.get("writeErrors", [])}
         replaced = sum(1 for w in writes if w.expected_version)
         if outcome.get("nMatched", 0) < replaced:
-            conflicts |= await self._stale(collection, writes)
+            conflicts |= await self._stale(target, writes)
         return conflicts
 
-    async def _stale(self, collection: str, writes: Sequence[Write]) -> set[str]:
+    async def _stale(
+        self, target: AsyncCollection[dict[str, Any]], writes: Sequence[Write]
+    ) -> set[str]:
         """Which replaces matched nothing: the bulk result only counts them.
 
         A replace wrote version n+1 if the document now has version n+1 and the state we wrote;
         another writer that won the race wrote n+1 too, so the state tells them apart.
         """
         keys = [w.key for w in writes if w.expected_version]
-        cursor = self.database[collection].find({"_id": {"$in": keys}})
-        current = {document["_id"]: document async for document in cursor}
+        current = {d["_id"]: d for d in await self._by_ids(target.name, keys)}
         stale: set[str] = set()
         for write in writes:
             if not write.expected_version:
                 continue
-            document = current.get(write.key)
             expected = to_document(write.key, write.expected_version + 1, write.state)
-            if document is None or document != expected:
+            if current.get(write.key) != expected:
                 stale.add(write.key)
         return stale
 
     async def due(
-        self, collection: str, now: dt.datetime, limit: int, exclude: Iterable[str] = ()
-    ) -> list[str]:
+        self,
+        collection: str,
+        now: dt.datetime,
+        limit: int,
+        after: tuple[dt.datetime, str] | None = None,
+    ) -> list[tuple[dt.datetime, str]]:
         query: dict[str, Any] = {"due_at": {"$lte": now}}
-        skip = list(exclude)
-        if skip:
-            query["_id"] = {"$nin": skip}
-        cursor = self.database[collection].find(query, {"_id": 1}).sort("_id", 1).limit(limit)
-        return [document["_id"] async for document in cursor]
+        if after is not None:
+            at, key = after
+            query = {
+                "$or": [
+                    {"due_at": {"$gt": at, "$lte": now}},
+                    {"due_at": at, "_id": {"$gt": key}},
+                ]
+            }
+        cursor = (
+            self.database[collection]
+            .find(query, {"due_at": 1})
+            .sort([("due_at", 1), ("_id", 1)])
+            .limit(limit)
+        )
+        return [(document["due_at"], document["_id"]) async for document in cursor]
 
     async def ensure_indexes(self, collection: str, indexes: Sequence[Index]) -> None:
         target = self.database[collection]
-        await target.create_index([("due_at", 1)])
+        await target.create_index([("due_at", 1), ("_id", 1)])  # the sweep's order
         for index in indexes:
             await target.create_index(list(index))
 
     async def record(self, collection: str, documents: Sequence[dict[str, Any]]) -> None:
-        if documents:
-            await self.database[collection].bulk_write(
-                [ReplaceOne({"_id": d["_id"]}, d, upsert=True) for d in documents], ordered=False
+        if not documents:
+            return
+        target = self.database[collection]
+        if await self.is_ferretdb():
+            await self._each(
+                documents, lambda d: target.replace_one({"_id": d["_id"]}, d, upsert=True)
+            )
+            return
+        for chunk in _chunks(documents, MONGO_CHUNK):
+            await target.bulk_write(
+                [ReplaceOne({"_id": d["_id"]}, d, upsert=True) for d in chunk], ordered=False
             )
 
     async def increment(self, collection: str, id: str, counts: dict[str, int]) -> None:
         if counts:
             await self.database[collection].update_one({"_id": id}, {"$inc": counts}, upsert=True)
 
+    async def lower(self, collection: str, id: str, field: str, value: dt.datetime) -> None:
+        await self.database[collection].update_one({"_id": id}, {"$min": {field: value}})
+
     async def fetch(self, collection: str, ids: Iterable[str]) -> list[dict[str, Any]]:
-        return await self.database[collection].find({"_id": {"$in": list(ids)}}).to_list()
+        return await self._by_ids(collection, list(dict.fromkeys(ids)))
 
     async def ping(self) -> None:
         await self.database.command("ping")

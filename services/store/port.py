@@ -41,9 +41,14 @@ class Store(Protocol):
         ...
 
     async def due(
-        self, collection: str, now: dt.datetime, limit: int, exclude: Iterable[str] = ()
-    ) -> list[str]:
-        """Keys of aggregates whose ``due_at`` is at or before ``now``."""
+        self,
+        collection: str,
+        now: dt.datetime,
+        limit: int,
+        after: tuple[dt.datetime, str] | None = None,
+    ) -> list[tuple[dt.datetime, str]]:
+        """``(due_at, key)`` of aggregates due at or before ``now``, in that order, after
+        ``after``: a page of the sweep, which the last pair of a page continues."""
         ...
 
     async def ensure_indexes(self, collection: str, indexes: Sequence[Index]) -> None: ...
@@ -56,6 +61,10 @@ class Store(Protocol):
         """Adds ``counts`` to the numeric fields of one plain document (created if missing)."""
         ...
 
+    async def lower(self, collection: str, id: str, field: str, value: dt.datetime) -> None:
+        """Sets ``field`` of an existing plain document to ``value`` if that is earlier."""
+        ...
+
     async def fetch(self, collection: str, ids: Iterable[str]) -> list[dict[str, Any]]:
         """The plain documents with these ``_id``s."""
         ...
@@ -64,6 +73,19 @@ class Store(Protocol):
 
 
 VERSION_FIELD = "_v"
+
+
+class StoreUnavailable(Exception):
+    """The store does not answer, or not in time: wait for it rather than retry each message."""
+
+
+def is_unavailable(error: BaseException) -> bool:
+    """Whether ``error`` says the store is down or slow, rather than that a message is bad."""
+    from pymongo.errors import ConnectionFailure, PyMongoError
+
+    if isinstance(error, StoreUnavailable | ConnectionFailure | TimeoutError):
+        return True
+    return isinstance(error, PyMongoError) and error.timeout
 
 
 def to_document(key: str, version: int, state: Any) -> dict[str, Any]:
