@@ -18,7 +18,7 @@ import msgspec
 from consumers.company_facts import tracked_months
 from consumers.deadlines import bookkeeping_submission_deadline
 from consumers.rulebook import Cause, HistoryEntry, Rulebook, company_key, later
-from consumers.stockholm import days_left, end_of_day, next_midnight
+from consumers.stockholm import days_left, end_of_day, next_month_start
 from consumers.tab import (
     TAB_INDEXES,
     TAB_MESSAGES,
@@ -144,8 +144,15 @@ def evaluate(tab: BookkeepingTab, now: dt.datetime) -> BookkeepingTab:
         vat_frequency=details.vat_frequency if details else None,
         fiscal_year_end=details.fiscal_year_end if details else None,
     )
-    due_at = next_midnight(now) if rows else None
+    due_at = _next_change(rows, now) if details else None
     return summarized(tab, now, rows, history, due_at, header=header, client_todo=todo)
+
+
+def _next_change(rows: list[Row], now: dt.datetime) -> dt.datetime:
+    """When time alone next changes what the tab shows: a `waiting` period's deadline day ends
+    (it turns `late`), or a month begins (a new period). Days left are worked out when read."""
+    deadlines = [end_of_day(row.deadline) for row in rows if row.status == "waiting"]
+    return min([next_month_start(now), *deadlines])
 
 
 def _period(

@@ -18,9 +18,11 @@ def end_of_day(day: dt.date) -> dt.datetime:
     return dt.datetime.combine(following, dt.time(), STOCKHOLM).astimezone(dt.UTC)
 
 
-def next_midnight(now: dt.datetime) -> dt.datetime:
-    """The first instant after ``now`` at which the Stockholm date changes."""
-    return end_of_day(today(now))
+def next_month_start(now: dt.datetime) -> dt.datetime:
+    """The first instant of the next calendar month in Stockholm: a new monthly period."""
+    day = today(now)
+    first_of_next = (day.replace(day=1) + dt.timedelta(days=32)).replace(day=1)
+    return end_of_day(first_of_next - dt.timedelta(days=1))
 
 
 def days_left(deadline: dt.date, now: dt.datetime) -> int:

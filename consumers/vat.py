@@ -21,7 +21,7 @@ from consumers.company_facts import CompanyFacts, last_tracked_day, tracking_sta
 from consumers.deadlines import vat_return_due
 from consumers.fiscal_years import year_of, years_between
 from consumers.rulebook import Cause, HistoryEntry, Rulebook, company_key, later
-from consumers.stockholm import days_left, end_of_day, next_midnight
+from consumers.stockholm import days_left, end_of_day, next_month_start
 from consumers.tab import TAB_INDEXES, TAB_MESSAGES, Tab, follow_company, opened, summarized
 from contracts.bookkeeping import BookkeepingEntryCreated
 from contracts.clock import ClockTick
@@ -219,8 +219,27 @@ def evaluate(tab: VatTab, now: dt.datetime) -> VatTab:
         vat_frequency=details.vat_frequency if details else None,
         next_fiscal_year_end=today_year.end if today_year else None,
     )
-    due_at = next_midnight(now) if details else None
+    due_at = None
+    if details:
+        due_at = _next_change(rows, today_year.end if today_year else None, now)
     return summarized(tab, now, rows, history, due_at, header=header)
+
+
+# Statuses that time no longer changes.
+_SETTLED = frozenset({"done", "sent", "late"})
+
+
+def _next_change(rows: list[Row], year_end: dt.date | None, now: dt.datetime) -> dt.datetime:
+    """When time alone next changes what the tab shows: a period ends (`waiting` → `new`), a
+    return falls due (→ `late`), a month or a fiscal year begins (a new period, the header's
+    next fiscal year end). Days left are worked out when read."""
+    moments = [next_month_start(now)]
+    if year_end is not None:
+        moments.append(end_of_day(year_end))
+    for row in rows:
+        if row.status not in _SETTLED:
+            moments += [end_of_day(row.period_end), end_of_day(row.deadline)]
+    return min(m for m in moments if m > now)
 
 
 def _status(

@@ -2,14 +2,15 @@
 
 For each body it decides one outcome: applied (durably written), invalid or rejected (never
 worth retrying: dead-letter it), or failed (a passing fault such as the database being down:
-retry it later). All messages of a batch that touch the same aggregate are applied to one loaded
-state and written once; all aggregates of one kind are written in one bulk write.
+retry it later; or, when the store does not answer, wait for it). All messages of a batch that
+touch the same aggregate are applied to one loaded state and written once. A clock tick only
+starts a sweep (``services/sweep.py``), which the runner advances between batches.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
@@ -20,7 +21,8 @@ from contracts.clock import ClockTick
 from contracts.envelope import Message
 from contracts.fields import normalize_instant
 from contracts.registry import COMMANDS, INBOUND_EVENTS, INTERNAL, InvalidMessage, decode, type_name
-from services.store import Store, Write
+from services.store import Store, Stored, Write, is_unavailable
+from services.sweep import Sweeper
 
 Source = Literal["event", "command", "clock"]
 
@@ -33,6 +35,9 @@ ACCEPTED_FROM: Final[dict[Source, frozenset[str]]] = {
 }
 
 Kind = Literal["applied", "invalid", "rejected", "failed"]
+# The code of a failure that says the store does not answer (or not in time), rather than that
+# something is wrong with the message: the runner then pauses instead of retrying each message.
+UNAVAILABLE: Final = "store_unavailable"
 
 # Where the owner of an aggregate records what became of each command, for the API to answer
 # a caller who stopped waiting (HTTP 202) and polls.
@@ -85,13 +90,21 @@ class Pipeline:
         wall_clock: Callable[[], dt.datetime],
         *,
         conflict_retries: int = 10,
-        tick_chunk: int = 500,
+        tick_chunk: int = 128,
+        sweep_page: int = 2000,
+        cache_size: int = 5000,
     ) -> None:
         self.definition = definition
         self.store = store
         self.wall_clock = wall_clock
         self.conflict_retries = conflict_retries
-        self.tick_chunk = tick_chunk
+        # The aggregates this writer read or wrote last, so that a message for one of them
+        # costs one write and no read. A copy gone stale (another replica wrote meanwhile) is
+        # caught by the version check of the write, which then reloads it.
+        self.cache_size = cache_size
+        self._cache: OrderedDict[tuple[str, str], Stored] = OrderedDict()
+        clocked = [r.collection for r in definition.rulebooks if r.follows_clock]
+        self.sweeper = Sweeper(store, clocked, page=sweep_page, chunk=tick_chunk)
 
     async def prepare(self) -> None:
         for rulebook in self.definition.rulebooks:
@@ -118,16 +131,17 @@ class Pipeline:
         try:
             await self._apply(work, outcomes)
             for index, tick in ticks:
-                touched = await self._tick(tick)
-                outcomes[index] = Outcome("applied", message=tick, detail={"aggregates": touched})
+                sweeping = await self.sweeper.schedule(tick)
+                outcomes[index] = Outcome("applied", message=tick, detail={"sweeping": sweeping})
             await self._record_commands(outcomes, wall)
         except Exception as error:  # any failure here (database down, a bug) is retried later
             reason = f"{type(error).__name__}: {error}"
+            code = UNAVAILABLE if is_unavailable(error) else "transient"
             for index, outcome in enumerate(outcomes):
                 # A command's outcome must be recorded before it is acked: applying it again
                 # is harmless, a caller polling for an outcome never written is not.
                 if outcome is None or _is_command(outcome):
-                    outcomes[index] = Outcome("failed", "transient", reason, messages[index])
+                    outcomes[index] = Outcome("failed", code, reason, messages[index])
         return [o or Outcome("failed", "transient", "no outcome") for o in outcomes]
 
     def _admit(
@@ -210,7 +224,7 @@ class Pipeline:
         by_key: dict[str, list[_Item]],
         outcomes: list[Outcome | None],
     ) -> dict[str, list[_Item]]:
-        stored = await self.store.load(rulebook.collection, rulebook.state_type, by_key)
+        stored = await self._load(rulebook, list(by_key))
         references = await self._references(rulebook, [i for v in by_key.values() for i in v])
         writes: list[Write] = []
         decided: dict[int, Outcome] = {}
@@ -231,6 +245,16 @@ class Pipeline:
             if state is not None and state != before:
                 writes.append(Write(key, current.version if current else 0, state))
         conflicts = await self.store.save(rulebook.collection, writes)
+        await self.sweeper.written(
+            rulebook.collection, [w.state for w in writes if w.key not in conflicts]
+        )
+        for write in writes:
+            if write.key not in conflicts:
+                self._remember(
+                    rulebook.collection, write.key, Stored(write.expected_version + 1, write.state)
+                )
+        for key in conflicts:
+            self._cache.pop((rulebook.collection, key), None)
         for key, items in by_key.items():
             if key in conflicts:
                 continue
@@ -239,22 +263,45 @@ class Pipeline:
                     outcomes[item.index] = decided[item.index]
         return {key: by_key[key] for key in conflicts}
 
-    async def _tick(self, tick: ClockTick) -> int:
-        """Hands the tick to every aggregate that the passage of time has made due."""
-        touched = 0
-        for rulebook in self.definition.rulebooks:
-            if not rulebook.follows_clock:
-                continue
-            done: list[str] = []
-            while keys := await self.store.due(
-                rulebook.collection, tick.occurred_at, self.tick_chunk, exclude=done
-            ):
-                work = {
-                    rulebook.collection: {
-                        key: [_Item(None, tick, tick.occurred_at)] for key in keys
-                    }
-                }
-                await self._apply(work, [])
-                done.extend(keys)
-                touched += len(keys)
-        return touched
+    async def _load(self, rulebook: Rulebook[Any], keys: list[str]) -> dict[str, Stored]:
+        collection = rulebook.collection
+        found: dict[str, Stored] = {}
+        missing = []
+        for key in keys:
+            cached = self._cache.get((collection, key))
+            if cached is None:
+                missing.append(key)
+            else:
+                found[key] = cached
+                self._cache.move_to_end((collection, key))
+        if missing:
+            loaded = await self.store.load(collection, rulebook.state_type, missing)
+            for key, stored in loaded.items():
+                self._remember(collection, key, stored)
+            found.update(loaded)
+        return found
+
+    def _remember(self, collection: str, key: str, stored: Stored) -> None:
+        if self.cache_size <= 0:
+            return
+        self._cache[(collection, key)] = stored
+        self._cache.move_to_end((collection, key))
+        while len(self._cache) > self.cache_size:
+            self._cache.popitem(last=False)
+
+    def forget(self) -> None:
+        """Drops what this writer remembers (a new session: others may have written since)."""
+        self._cache.clear()
+        self.sweeper.forget()
+
+    @property
+    def sweeping(self) -> bool:
+        return self.sweeper.busy
+
+    async def sweep_step(self) -> int:
+        """Advances the sweep under way by one step; the number of aggregates it applied."""
+        return await self.sweeper.step(self._apply_tick)
+
+    async def _apply_tick(self, collection: str, keys: Sequence[str], tick: ClockTick) -> None:
+        items = {key: [_Item(None, tick, tick.occurred_at)] for key in keys}
+        await self._apply({collection: items}, [])

@@ -94,7 +94,7 @@ async def test_the_clock_moves_statuses_and_periods(system: System) -> None:
     tab = from_document(await system.document("bookkeeping", KEY) or {}, BookkeepingTab).state
     december = next(r for r in tab.periods if r.period == "2026-12")
     assert (december.status, december.deadline) == ("late", dt.date(2027, 1, 5))
-    assert tab.due_at == dt.datetime(2027, 1, 6, 23, 0, tzinfo=dt.UTC)
+    assert tab.due_at == dt.datetime(2027, 1, 31, 23, 0, tzinfo=dt.UTC)  # February begins
     time_entries = [e for e in tab.history if e.period == "2026-12"]
     assert [(e.from_, e.to, e.cause.kind) for e in time_entries] == [("waiting", "late", "time")]
 

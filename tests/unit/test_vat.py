@@ -150,7 +150,15 @@ def test_header() -> None:
     assert state.header.last_bookkeeping_at == f.at("2026-03-06T12:00")
     assert state.header.vat_frequency == "quarterly"
     assert state.header.next_fiscal_year_end == dt.date(2026, 12, 31)
-    assert state.due_at == f.at("2026-03-07T23:00")
+    # Time next changes the tab when Q1 ends, which is also when April begins.
+    assert state.due_at == f.at("2026-03-31T22:00")
+
+
+def test_the_tab_is_due_when_a_return_falls_due_not_every_midnight() -> None:
+    state = tab(f.details(), now="2026-05-05T12:00")
+    q1 = next(row for row in state.periods if row.period == "2026-Q1")
+    assert (q1.status, q1.deadline) == ("new", dt.date(2026, 5, 12))
+    assert state.due_at == f.at("2026-05-12T22:00")  # the day Q1's return is due ends
 
 
 def test_the_engagement_start_month_moves_which_returns_show() -> None:
