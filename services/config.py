@@ -40,6 +40,8 @@ class Settings:
     prefetch: int = 256
     batch_size: int = 128
     batch_linger_ms: int = 20
+    # Aggregates a consumer keeps in memory after reading or writing them (0: none).
+    cache_size: int = 5000
     # Delays before each retry of a message that failed for a passing reason (the database is
     # down, say); after the last one it goes to the dead-letter queue.
     retry_delays: tuple[float, ...] = field(default=(1.0, 5.0, 30.0, 120.0, 600.0, 1800.0))
@@ -47,6 +49,8 @@ class Settings:
     # crashes on it every time): the last guard against a message retried forever.
     delivery_limit: int = 20
     tick_seconds: float = 60.0
+    # On SIGTERM, how long a batch may still wait for the store before it goes back to the queue.
+    shutdown_grace_s: float = 10.0
     # The link to a fiscal year's closing in the client's accounting system (closing rows).
     closing_url: str = DEFAULT_CLOSING_URL
     # The HTTP API: where it listens, the HS256 secret of callers' tokens (required to start

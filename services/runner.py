@@ -7,11 +7,18 @@ For each batch of deliveries the pipeline decides an outcome; the runner then
 - sends failed ones to the retry queue of their attempt, or dead-letters them after the last,
 - and only when every such publish is confirmed by the broker, acks the whole batch at once.
 A crash anywhere before the ack means redelivery, which the rulebooks absorb as a duplicate.
+
+When the store does not answer (or not in time), the runner does not retry message by message,
+which would only pile more work on a server that may still be busy with the abandoned requests:
+it holds the batch, and so consumes no more than its prefetch, asks the store with a ping until
+it answers, and then applies the same batch again. It says so once when the store goes, and once
+when it is back. A clock tick starts a sweep that the runner advances between batches.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import json
 from collections.abc import Callable, Sequence
@@ -24,9 +31,9 @@ from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
 
 from consumers.registry import ConsumerDefinition
 from services.config import Settings
-from services.pipeline import Delivery, Outcome, Pipeline, Source
-from services.store import Store
-from services.supervise import supervise
+from services.pipeline import UNAVAILABLE, Delivery, Outcome, Pipeline, Source
+from services.store import Store, is_unavailable
+from services.supervise import supervise, wait_or_stop
 from services.topology import (
     ACCOUNTING_EXCHANGE,
     CLOCK_EXCHANGE,
@@ -43,6 +50,8 @@ SOURCES: dict[str, Source] = {
 }
 
 ATTEMPT_HEADER = "x-attempt"
+STORE_PROBE_TIMEOUT_S = 2.0  # how long a ping may take while the store is thought down
+STORE_PROBE_MAX_DELAY_S = 15.0
 CONSUMER_STATS = "consumer_stats"  # one document per consumer: its counts, across replicas
 SOURCE_HEADER = "x-source"
 
@@ -59,6 +68,7 @@ class Counters:
     rejected: int = 0
     retried: int = 0
     dead_lettered: int = 0
+    swept: int = 0  # aggregates a clock sweep applied the tick to
     by_reason: dict[str, int] = field(default_factory=dict)
 
     def snapshot(self) -> dict[str, int]:
@@ -67,6 +77,7 @@ class Counters:
             "rejected": self.rejected,
             "retried": self.retried,
             "dead_lettered": self.dead_lettered,
+            "swept": self.swept,
         }
         counts.update({f"dead_lettered_{code}": n for code, n in self.by_reason.items()})
         return counts
@@ -82,11 +93,13 @@ class ConsumerRunner:
     ) -> None:
         self.definition = definition
         self.settings = settings
-        self.pipeline = Pipeline(definition, store, wall_clock)
+        self.pipeline = Pipeline(definition, store, wall_clock, cache_size=settings.cache_size)
         self.counters = Counters()
         self.consuming = asyncio.Event()  # set while a session consumes; for readiness
+        self.store_down = False  # set while a batch waits for the store to answer again
         self.log = structlog.get_logger().bind(consumer=definition.name)
         self._prepared = False
+        self._published: dict[str, int] = {}  # counts already added to the shared counters
 
     async def run(self, stop: asyncio.Event) -> None:
         await supervise(self._session, stop, self.log)
@@ -107,17 +120,25 @@ class ConsumerRunner:
             self.log.info("consuming", queue=queue.name)
             try:
                 while not (stop.is_set() or closed.is_set()):
-                    batch = await self._next_batch(inbox, stop, closed)
+                    if self.pipeline.sweeping:  # batches first, a sweep step between them
+                        batch = self._drain(inbox)
+                    else:
+                        batch = await self._next_batch(inbox, stop, closed)
                     if batch:
-                        await self._process(channel, batch)
+                        await self._process(channel, batch, stop)
+                    if self.pipeline.sweeping and not stop.is_set():
+                        await self._sweep_step(stop)
                 if stop.is_set() and not closed.is_set():
-                    # Take no more, then finish and ack what we already hold.
+                    # Take no more, then finish and ack what we already hold; what the store
+                    # cannot take in time goes back to the queue.
                     await queue.cancel(tag)
                     while batch := self._drain(inbox):
-                        await self._process(channel, batch)
+                        if not await self._process(channel, batch, stop):
+                            await self._requeue(self._drain_all(inbox))
                     self.log.info("stopped consuming")
             finally:
                 self.consuming.clear()
+                self.pipeline.forget()
         finally:
             await connection.close()
 
@@ -168,24 +189,111 @@ class ConsumerRunner:
             batch.append(inbox.get_nowait())
         return batch
 
+    @staticmethod
+    def _drain_all(
+        inbox: asyncio.Queue[AbstractIncomingMessage],
+    ) -> list[AbstractIncomingMessage]:
+        held = []
+        while not inbox.empty():
+            held.append(inbox.get_nowait())
+        return held
+
+    async def _requeue(self, held: Sequence[AbstractIncomingMessage]) -> None:
+        for incoming in held:
+            await incoming.nack(requeue=True)
+        if held:
+            self.log.warning("returned unapplied messages to the queue", count=len(held))
+
     async def _process(
-        self, channel: AbstractChannel, batch: Sequence[AbstractIncomingMessage]
-    ) -> None:
+        self,
+        channel: AbstractChannel,
+        batch: Sequence[AbstractIncomingMessage],
+        stop: asyncio.Event,
+    ) -> bool:
+        """Applies and settles ``batch``; False if stopping left it unapplied (requeued)."""
         deliveries = [Delivery(m.body, self._source(m), m.routing_key or "") for m in batch]
-        outcomes = await self.pipeline.handle(deliveries)
-        before = self.counters.snapshot()
+        while True:
+            outcomes = await self._handle_or_stop(deliveries, stop)
+            unavailable = next((o for o in outcomes or () if o.code == UNAVAILABLE), None)
+            if outcomes is not None and unavailable is None:
+                break
+            if outcomes is None or not await self._await_store(stop, unavailable):
+                await self._requeue(batch)
+                return False
         for incoming, outcome in zip(batch, outcomes, strict=True):
             await self._settle(channel, incoming, outcome)
         await batch[-1].ack(multiple=True)
-        await self._publish_counters(before)
+        await self._publish_counters()
+        return True
 
-    async def _publish_counters(self, before: dict[str, int]) -> None:
-        """Adds this batch's counts to the consumer's shared counters, which /metrics shows."""
-        now = self.counters.snapshot()
-        delta = {k: now[k] - before.get(k, 0) for k in now if now[k] != before.get(k, 0)}
+    async def _handle_or_stop(
+        self, deliveries: Sequence[Delivery], stop: asyncio.Event
+    ) -> list[Outcome] | None:
+        """The pipeline's outcomes; None if a stop came and the store did not finish in time."""
+        work = asyncio.ensure_future(self.pipeline.handle(deliveries))
+        stopping = asyncio.ensure_future(stop.wait())
+        await asyncio.wait({work, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        stopping.cancel()
+        if not work.done():
+            await asyncio.wait({work}, timeout=self.settings.shutdown_grace_s)
+        if not work.done():
+            work.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await work
+            return None
+        return work.result()
+
+    async def _await_store(self, stop: asyncio.Event, failure: Outcome | None) -> bool:
+        """Waits until the store answers a ping; False if a stop came first."""
+        if not self.store_down:
+            self.store_down = True
+            self.log.error(
+                "store unavailable; holding messages until it answers",
+                error=failure.reason if failure else "",
+            )
+        delay = 0.5
+        while not stop.is_set():
+            await wait_or_stop(stop, delay)
+            try:
+                await asyncio.wait_for(self.pipeline.store.ping(), STORE_PROBE_TIMEOUT_S)
+            except Exception:
+                delay = min(delay * 2, STORE_PROBE_MAX_DELAY_S)
+                continue
+            self.store_down = False
+            self.log.info("store available again; resuming")
+            return True
+        return False
+
+    async def _sweep_step(self, stop: asyncio.Event) -> None:
         try:
-            await self.pipeline.store.increment(CONSUMER_STATS, self.definition.name, delta)
-        except Exception as error:  # counters must never hold up messages
+            applied = await self.pipeline.sweep_step()
+        except Exception as error:
+            failure = Outcome("failed", reason=f"{type(error).__name__}: {error}")
+            if is_unavailable(error):
+                await self._await_store(stop, failure)
+            else:  # the next tick starts it again
+                self.log.warning("sweep failed; the next tick retries it", error=failure.reason)
+                self.pipeline.sweeper.forget()
+            return
+        if applied:
+            self.counters.swept += applied
+            self.log.debug("swept", aggregates=applied)
+            await self._publish_counters()
+
+    async def _publish_counters(self) -> None:
+        """Adds the counts since the last time to the consumer's shared counters (/metrics)."""
+        now = self.counters.snapshot()
+        delta = {k: v - self._published.get(k, 0) for k, v in now.items()}
+        delta = {k: v for k, v in delta.items() if v}
+        if self.store_down or not delta:
+            return  # counters must never hold up messages; they are added up next time
+        try:
+            await asyncio.wait_for(
+                self.pipeline.store.increment(CONSUMER_STATS, self.definition.name, delta),
+                STORE_PROBE_TIMEOUT_S,
+            )
+            self._published = now
+        except Exception as error:
             self.log.warning("could not update counters", error=str(error))
 
     @staticmethod

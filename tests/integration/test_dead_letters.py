@@ -3,12 +3,21 @@ messages around it are applied."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
+from typing import Any
 
 from services.config import Settings
 from tests import factories as f
-from tests.harness import System, dead_letters, eventually, publish, publish_commands
+from tests.harness import (
+    System,
+    dead_letters,
+    eventually,
+    publish,
+    publish_commands,
+    queue_depth,
+)
 
 KEY = f"{f.AGENCY}/{f.COMPANY}"
 
@@ -88,31 +97,61 @@ async def test_each_kind_of_invalid_message_is_dead_lettered_with_its_reason(
     assert "bookkeeping.period_approved" in str(unrouted_letter.headers["x-reason"])
 
 
+class BrokenWrites:
+    """The real store, but its writes fail for a reason other than the store being unreachable
+    (a bug, say): that is what the per-message retries are for."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    async def save(self, collection: str, writes: Any) -> set[str]:
+        raise RuntimeError("cannot write this aggregate")
+
+
 async def test_a_failure_that_outlasts_every_retry_is_dead_lettered(
     settings: Settings, mongo: object
 ) -> None:
-    """No database answers: each message is retried with the configured delays, then parked."""
+    """Each message is retried with the configured delays, then parked."""
+    system = System(dataclasses.replace(settings, retry_delays=(0.2, 0.4)))
+    system.store = BrokenWrites(system.store)  # type: ignore[assignment]
+    try:
+        await system.start("bookkeeping")
+        message = f.submitted("2026-02", "2026-03-02T09:00")
+        await publish(settings.amqp_url, [message])
+        runner = system.runners["bookkeeping"]
+        await eventually(lambda: runner.counters.dead_lettered == 1, what="the dead letter")
+        assert runner.counters.retried == 2
+        (letter,) = await dead_letters(settings.amqp_url, "bookkeeping")
+        assert letter.headers["x-reason-code"] == "retries_exhausted"
+        assert letter.headers["x-attempt"] == 3
+        assert "gave up after 3 attempts" in str(letter.headers["x-reason"])
+        assert "cannot write this aggregate" in str(letter.headers["x-reason"])
+        assert letter.message_id == message.id
+    finally:
+        await system.close()
+
+
+async def test_an_unreachable_store_holds_messages_instead_of_retrying_them(
+    settings: Settings, mongo: object
+) -> None:
     unreachable = dataclasses.replace(
-        settings,
-        mongo_url="mongodb://127.0.0.1:9/",
-        mongo_timeout_ms=200,
-        retry_delays=(0.2, 0.4),
+        settings, mongo_url="mongodb://127.0.0.1:9/", mongo_timeout_ms=200, retry_delays=(0.2,)
     )
     system = System(unreachable)
     try:
         await system.start("bookkeeping")
-        message = f.submitted("2026-02", "2026-03-02T09:00")
-        await publish(unreachable.amqp_url, [message])
+        await publish(unreachable.amqp_url, [f.submitted("2026-02", "2026-03-02T09:00")])
         runner = system.runners["bookkeeping"]
-        await eventually(lambda: runner.counters.dead_lettered == 1, what="the dead letter")
-        assert runner.counters.retried == 2
-        (letter,) = await dead_letters(unreachable.amqp_url, "bookkeeping")
-        assert letter.headers["x-reason-code"] == "retries_exhausted"
-        assert letter.headers["x-attempt"] == 3
-        assert "gave up after 3 attempts" in str(letter.headers["x-reason"])
-        assert letter.message_id == message.id
+        await eventually(lambda: runner.store_down, what="the consumer to pause")
+        await asyncio.sleep(2)
+        counters = runner.counters
+        assert (counters.applied, counters.retried, counters.dead_lettered) == (0, 0, 0)
     finally:
-        await system.close()
+        await system.close()  # SIGTERM's way: what it holds goes back to the queue
+    assert await queue_depth(settings.amqp_url, "backoffice.bookkeeping") == 1
 
 
 async def test_each_tab_consumer_dead_letters_into_its_own_queue(system: System) -> None:
