@@ -158,7 +158,7 @@ COMPANIES: Rulebook[CompanyEntry] = Rulebook(
     requires=company_command_refs,
     validate=validate_company_command,
     indexes=(
-        (("agency_id", 1), ("name", 1)),
+        (("agency_id", 1), ("connected", 1), ("name", 1), ("company_id", 1)),  # the overview
         (("agency_id", 1), ("responsible_user_id", 1)),
         (("agency_id", 1), ("org_number_digits", 1)),
     ),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -40,6 +41,7 @@ from services.topology import dead_queue_name, queue_name
 
 ID = r"^[A-Za-z0-9_-]{1,64}$"
 PERIOD = r"^[0-9]{4}-(0[1-9]|1[0-2])$"
+READY_TIMEOUT_S = 2.0
 CompanyId = Annotated[str, Parameter(pattern=ID, description="the company's id")]
 PeriodParam = Annotated[str, Parameter(pattern=PERIOD, description="a month, YYYY-MM")]
 Limit = Annotated[int, Parameter(ge=1, le=200, description="items per page")]
@@ -440,8 +442,9 @@ async def healthz() -> dict[str, str]:
 @get("/readyz", summary="Readiness: broker and database reachable")
 async def readyz(state: State) -> dict[str, str]:
     try:
-        await reads_of(state).db.command("ping")
-        await state.bus.ping()
+        # A store that is slow is as unready as one that is down: answer within seconds.
+        await asyncio.wait_for(reads_of(state).db.command("ping"), READY_TIMEOUT_S)
+        await asyncio.wait_for(state.bus.ping(), READY_TIMEOUT_S)
     except Exception as error:
         raise Unavailable(detail=f"not ready: {type(error).__name__}: {error}") from None
     return {"status": "ready"}

@@ -20,6 +20,7 @@ from consumers.stockholm import days_left
 from contracts.status import LABELS
 from services.api import schemas
 from services.pipeline import COMMAND_OUTCOMES
+from services.store.mongo import MongoStore
 
 
 class BadCursor(ValueError):
@@ -57,6 +58,9 @@ def _key(agency_id: str, company_id: str) -> str:
 class ReadModel:
     def __init__(self, database: AsyncDatabase[dict[str, Any]]) -> None:
         self.db = database
+        # Many documents by _id the way the server serves them best ($in on MongoDB, lookups
+        # one by one on FerretDB, where $in reads the whole collection).
+        self.store = MongoStore(database)
 
     # ----------------------------------------------------------- companies
     async def company_entry(self, agency_id: str, company_id: str) -> dict[str, Any] | None:
@@ -73,12 +77,8 @@ class ReadModel:
     async def company(self, entry: dict[str, Any]) -> schemas.Company:
         details = (entry.get("facts") or {}).get("details") or {}
         user_ids = [u["user_id"] for u in entry.get("users", [])]
-        directory = {
-            d["user_id"]: d
-            async for d in self.db["agency_users"].find(
-                {"_id": {"$in": [_key(entry["agency_id"], u) for u in user_ids]}}
-            )
-        }
+        keys = [_key(entry["agency_id"], u) for u in user_ids]
+        directory = {d["user_id"]: d for d in await self.store.fetch("agency_users", keys)}
         return schemas.Company(
             company_id=entry["company_id"],
             name=details.get("name"),
@@ -115,9 +115,12 @@ class ReadModel:
         cursor: str | None,
     ) -> schemas.Overview:
         """Connected companies by name, then id: a stable order for cursor paging."""
-        conditions: list[dict[str, Any]] = [{"agency_id": agency_id}, {"connected": True}]
+        # Equalities stand at the top of the filter, where FerretDB pushes them down to its
+        # storage; the rest (regex, the cursor's range) goes under $and.
+        query: dict[str, Any] = {"agency_id": agency_id, "connected": True}
+        conditions: list[dict[str, Any]] = []
         if responsible is not None:
-            conditions.append({"responsible_user_id": responsible})
+            query["responsible_user_id"] = responsible
         if q:
             text = {"name": {"$regex": re.escape(q), "$options": "i"}}
             digits = re.sub(r"\D", "", q)
@@ -140,9 +143,11 @@ class ReadModel:
                     ]
                 }
             )
+        if conditions:
+            query["$and"] = conditions
         found = (
             await self.db["companies"]
-            .find({"$and": conditions})
+            .find(query)
             .sort([("name", 1), ("company_id", 1)])
             .limit(limit + 1)
             .to_list()
@@ -172,8 +177,7 @@ class ReadModel:
         found: dict[str, dict[str, schemas.DomainSummary]] = {c: {} for c in company_ids}
         keys = [_key(agency_id, c) for c in company_ids]
         for domain in schemas.DOMAINS:
-            projection = {"company_id": 1, "latest_period": 1, "latest_status": 1, "counts": 1}
-            async for doc in self.db[domain].find({"_id": {"$in": keys}}, projection):
+            for doc in await self.store.fetch(domain, keys):
                 found[doc["company_id"]][domain] = schemas.DomainSummary(
                     latest_period=doc.get("latest_period"),
                     latest_status=doc.get("latest_status"),
