@@ -1,0 +1,652 @@
+"""The benchmark: figures for docs/benchmarks.md, measured on the servers the project starts.
+
+    deploy/bench.sh [--backends postgresql,sqlite] [--demo 1000,10000] [--quick]
+
+Every part runs on a RabbitMQ virtual host and a database of its own, against real processes
+(``python -m services ...``), on loopback only, each bounded in count and time:
+
+- ingest: a backlog of ``bookkeeping.period_submitted`` events for 1,000 companies, from
+  published to applied, by our consumer process, by bare aio-pika (ack each, prefetch as ours,
+  no store) and by a naive consumer (``message.process()`` and one ``update_one`` each), on
+  each FerretDB backend;
+- the demo agency at each size, through the main job: time to apply it, memory of each process;
+- a time sweep over the demo's companies once their deadlines have passed;
+- API latency at the largest demo: the overview, the overview filtered by status, one tab, and a
+  consultant's action round trip.
+
+Prints each figure as it comes and writes the table to docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aio_pika
+import httpx
+
+from consumers.registry import CONSUMERS
+from services.api.auth import issue_token
+from services.clock import publish_tick
+from services.config import Settings
+from services.store.mongo import connect
+from services.sweep import NEXT_DUE, SWEEPS
+from services.topology import ACCOUNTING_EXCHANGE, declare_consumer, queue_name
+
+ROOT = Path(__file__).resolve().parents[1]
+SERVERS = ROOT / "deploy" / "servers.sh"
+SECRET = "bench-secret-0123456789abcdef0123456789"
+AGENCY = "a-bench"
+PREFETCH = 256
+TIMEOUT_S = 1800  # no part runs longer than this
+
+
+def say(*parts: object) -> None:
+    print("[bench]", *parts, flush=True)
+
+
+# ---------------------------------------------------------------- servers and places
+def rabbitmqctl(*args: str) -> str:
+    return subprocess.run(
+        ["rabbitmqctl", "-q", *args], check=True, capture_output=True, text=True
+    ).stdout
+
+
+def fresh_settings() -> Settings:
+    vhost = f"bench-{uuid.uuid4().hex[:8]}"
+    rabbitmqctl("add_vhost", vhost)
+    rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
+    return Settings(
+        amqp_url=f"amqp://guest:guest@127.0.0.1:5672/{vhost}",
+        mongo_db=f"bench_{vhost[6:]}",
+        jwt_secret=SECRET,
+        log_format="json",
+        log_level="warning",
+    )
+
+
+async def drop(settings: Settings) -> None:
+    rabbitmqctl("delete_vhost", settings.amqp_url.rsplit("/", 1)[1])
+    client = connect(settings.mongo_url, 5000)
+    try:
+        await client.drop_database(settings.mongo_db)
+    finally:
+        await client.close()
+
+
+def use_backend(backend: str) -> None:
+    """Restarts FerretDB on ``backend`` (a no-op for a real mongod)."""
+    env = {**os.environ, "BACKOFFICE_FERRETDB_BACKEND": backend}
+    subprocess.run([str(SERVERS), "stop", "mongo"], check=True, env=env)
+    subprocess.run([str(SERVERS), "start", "mongo"], check=True, env=env)
+
+
+def env_of(settings: Settings, **extra: str) -> dict[str, str]:
+    return {
+        **os.environ,
+        "BACKOFFICE_AMQP_URL": settings.amqp_url,
+        "BACKOFFICE_MONGO_URL": settings.mongo_url,
+        "BACKOFFICE_MONGO_DB": settings.mongo_db,
+        "BACKOFFICE_JWT_SECRET": SECRET,
+        "BACKOFFICE_LOG_FORMAT": "json",
+        "BACKOFFICE_LOG_LEVEL": "warning",
+        **extra,
+    }
+
+
+def spawn(settings: Settings, *args: str, **extra: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, *args],
+        cwd=ROOT,
+        env=env_of(settings, **extra),
+        stdout=subprocess.DEVNULL,
+        stderr=open(ROOT / ".servers" / "bench.log", "ab"),
+    )
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    try:
+        process.wait(60)
+    except subprocess.TimeoutExpired:
+        process.kill()
+
+
+def peak_rss_mib(pid: int) -> float:
+    """The process's peak resident memory (VmHWM), or its current one where no peak is kept."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return float("nan")
+    fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+    value = fields.get("VmHWM") or fields.get("VmRSS") or "0 kB"
+    return int(value.split()[0]) / 1024
+
+
+def server_rss_mib() -> dict[str, float]:
+    """Resident memory of the servers, summed over each one's processes."""
+    found: dict[str, float] = {}
+    for name, pattern in (
+        ("RabbitMQ", "beam.smp"),
+        ("FerretDB", "ferretdb"),
+        ("PostgreSQL", "postgres"),
+    ):
+        pids = subprocess.run(["pgrep", "-f", pattern], capture_output=True, text=True).stdout
+        total = 0.0
+        for pid in pids.split():
+            try:
+                status = Path(f"/proc/{pid}/status").read_text()
+            except OSError:
+                continue
+            for line in status.splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1]) / 1024
+        if total:
+            found[name] = total
+    return found
+
+
+# ---------------------------------------------------------------- messages
+def event(type_: str, at: dt.datetime, company: str, data: dict[str, Any]) -> bytes:
+    return json.dumps(
+        {
+            "id": str(uuid.uuid4()),
+            "type": type_,
+            "version": 1,
+            "occurred_at": at.isoformat(),
+            "agency_id": AGENCY,
+            "company_id": company,
+            "data": data,
+        }
+    ).encode()
+
+
+def details(company: str, at: dt.datetime) -> bytes:
+    return event(
+        "company.details_changed",
+        at,
+        company,
+        {
+            "name": f"Bolaget {company}",
+            "org_number": "556677-8899",
+            "legal_form": "AB",
+            "accounting_method": "invoice",
+            "vat_frequency": "quarterly",
+            "fiscal_year_start": f"{at.year}-01-01",
+            "fiscal_year_end": f"{at.year}-12-31",
+        },
+    )
+
+
+async def publish(settings: Settings, bodies: list[tuple[str, bytes]]) -> None:
+    """As upstream does: declares the exchange, routing key = type, persistent, confirmed."""
+    async with await aio_pika.connect(settings.amqp_url) as connection:
+        channel = await connection.channel(publisher_confirms=True)
+        for definition in CONSUMERS.values():
+            await declare_consumer(channel, definition, settings)
+        exchange = await channel.get_exchange(ACCOUNTING_EXCHANGE)
+        for start in range(0, len(bodies), 500):
+            await asyncio.gather(
+                *(
+                    exchange.publish(
+                        aio_pika.Message(
+                            body,
+                            content_type="application/json",
+                            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                        ),
+                        routing_key=key,
+                    )
+                    for key, body in bodies[start : start + 500]
+                )
+            )
+
+
+async def queue_lengths(settings: Settings, names: list[str]) -> dict[str, int]:
+    async with await aio_pika.connect(settings.amqp_url) as connection:
+        channel = await connection.channel()
+        found = {}
+        for name in names:
+            queue = await channel.declare_queue(name, passive=True)
+            found[name] = queue.declaration_result.message_count or 0
+        return found
+
+
+async def applied(settings: Settings, consumer: str) -> int:
+    client = connect(settings.mongo_url, 5000)
+    try:
+        stats = await client[settings.mongo_db]["consumer_stats"].find_one({"_id": consumer})
+        return int((stats or {}).get("applied", 0))
+    finally:
+        await client.close()
+
+
+async def until(condition: Callable[[], Awaitable[bool]], what: str) -> None:
+    deadline = time.monotonic() + TIMEOUT_S
+    while not await condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"gave up after {TIMEOUT_S} s waiting for {what}")
+        await asyncio.sleep(0.2)
+
+
+# ---------------------------------------------------------------- ingest
+NAIVE = """
+import asyncio, json, os, aio_pika
+from pymongo import AsyncMongoClient
+async def main():
+    client = AsyncMongoClient(os.environ["BACKOFFICE_MONGO_URL"], tz_aware=True)
+    tabs = client[os.environ["BACKOFFICE_MONGO_DB"]]["naive"]
+    connection = await aio_pika.connect(os.environ["BACKOFFICE_AMQP_URL"])
+    channel = await connection.channel()
+    await channel.set_qos(prefetch_count=int(os.environ["PREFETCH"]))
+    queue = await channel.declare_queue(os.environ["QUEUE"], passive=True)
+    left = int(os.environ["TARGET"])
+    async with queue.iterator() as messages:
+        async for message in messages:
+            async with message.process():
+                event = json.loads(message.body)
+                key = event["agency_id"] + "/" + event["company_id"]
+                period = event["data"].get("period", "none")
+                await tabs.update_one(
+                    {"_id": key}, {"$set": {"facts." + period: event["occurred_at"]}}, upsert=True
+                )
+            left -= 1
+            if not left:
+                return
+asyncio.run(main())
+"""
+
+BARE = """
+import asyncio, os, aio_pika
+async def main():
+    connection = await aio_pika.connect(os.environ["BACKOFFICE_AMQP_URL"])
+    channel = await connection.channel()
+    await channel.set_qos(prefetch_count=int(os.environ["PREFETCH"]))
+    queue = await channel.declare_queue(os.environ["QUEUE"], passive=True)
+    left = int(os.environ["TARGET"])
+    async with queue.iterator() as messages:
+        async for message in messages:
+            await message.ack()
+            left -= 1
+            if not left:
+                return
+asyncio.run(main())
+"""
+
+
+@dataclass
+class Ingest:
+    backend: str
+    messages: int
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def rate(self, who: str) -> float:
+        return self.messages / self.seconds[who]
+
+
+async def ingest(backend: str, companies: int, per_company: int) -> Ingest:
+    result = Ingest(backend, companies * per_company)
+    start = dt.datetime(2026, 1, 2, 8, tzinfo=dt.UTC)
+    names = [f"c-{i:05d}" for i in range(companies)]
+    months = [f"2026-{m:02d}" for m in range(1, per_company + 1)]
+    # Every company submits each month: the backlog arrives month by month, company by company.
+    backlog = [
+        (
+            "bookkeeping.period_submitted",
+            event(
+                "bookkeeping.period_submitted",
+                start + dt.timedelta(days=31 * i, minutes=j),
+                name,
+                {"period": month},
+            ),
+        )
+        for i, month in enumerate(months)
+        for j, name in enumerate(names)
+    ]
+    for who in ("ours", "bare aio-pika", "naive"):
+        result.seconds[who] = await _ingest_one(who, companies, start, names, backlog)
+        say(
+            f"ingest {backend:10s} {who:14s} {result.rate(who):8.0f} msg/s"
+            f" ({len(backlog)} in {result.seconds[who]:.1f} s)"
+        )
+    return result
+
+
+async def _ingest_one(
+    who: str,
+    companies: int,
+    start: dt.datetime,
+    names: list[str],
+    backlog: list[tuple[str, bytes]],
+) -> float:
+    """Seconds for ``who`` to take the backlog, on a virtual host and database of its own."""
+    queue = queue_name("bookkeeping")
+    settings = fresh_settings()
+    try:
+        if who == "ours":  # the tabs exist before the backlog, as in a running system
+            await publish(settings, [("company.details_changed", details(n, start)) for n in names])
+            process = spawn(settings, "-m", "services", "consumer", "bookkeeping")
+            await until(lambda: _at_least(settings, "bookkeeping", companies), "details")
+            stop(process)
+        await publish(settings, backlog)
+        await until(lambda: _ready(settings, queue, len(backlog)), "the backlog")
+        # The clock starts when the consumer has subscribed, not when its process starts.
+        if who == "ours":
+            process = spawn(settings, "-m", "services", "consumer", "bookkeeping")
+            started = await _subscribed(settings, queue)
+            target = companies + len(backlog)
+            await until(lambda: _at_least(settings, "bookkeeping", target), "ours to drain")
+            seconds = time.monotonic() - started
+            stop(process)
+            return seconds
+        code = BARE if who == "bare aio-pika" else NAIVE
+        extra = {"QUEUE": queue, "PREFETCH": str(PREFETCH), "TARGET": str(len(backlog))}
+        process = spawn(settings, "-c", code, **extra)
+        started = await _subscribed(settings, queue)
+        await asyncio.to_thread(process.wait, TIMEOUT_S)  # it ends at the last message
+        return time.monotonic() - started
+    finally:
+        await drop(settings)
+
+
+async def _subscribed(settings: Settings, queue: str) -> float:
+    """When a consumer subscribed to ``queue`` (as seen by polling every 20 ms)."""
+    async with await aio_pika.connect(settings.amqp_url) as connection:
+        channel = await connection.channel()
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            declared = await channel.declare_queue(queue, passive=True)
+            if declared.declaration_result.consumer_count:
+                return time.monotonic()
+            await asyncio.sleep(0.02)
+    raise TimeoutError(f"no consumer subscribed to {queue}")
+
+
+async def _at_least(settings: Settings, consumer: str, n: int) -> bool:
+    return await applied(settings, consumer) >= n
+
+
+async def _ready(settings: Settings, queue: str, n: int) -> bool:
+    return (await queue_lengths(settings, [queue]))[queue] >= n
+
+
+def _unsettled(settings: Settings, queues: list[str]) -> int:
+    """Messages ready or delivered but not yet acknowledged, in ``queues``."""
+    output = rabbitmqctl(
+        "list_queues", "-p", settings.amqp_url.rsplit("/", 1)[1], "name", "messages"
+    )
+    counts = dict(line.split() for line in output.splitlines() if len(line.split()) == 2)
+    return sum(int(counts.get(q, "0")) for q in queues)
+
+
+# ---------------------------------------------------------------- demo, sweep, API
+@dataclass
+class Demo:
+    companies: int
+    messages: int = 0
+    seconds: float = 0.0
+    memory: dict[str, float] = field(default_factory=dict)
+    sweep: tuple[int, float] | None = None
+    api: dict[str, tuple[float, float, int]] = field(default_factory=dict)
+
+
+async def demo(companies: int, with_api: bool, with_sweep: bool) -> Demo:
+    result = Demo(companies)
+    settings = fresh_settings()
+    port = "8765"
+    main = spawn(settings, "-m", "services", "run", "--no-clock", BACKOFFICE_API_PORT=port)
+    try:
+        await asyncio.sleep(3)
+        started = time.monotonic()
+        filler = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "services",
+            "demo",
+            "--companies",
+            str(companies),
+            cwd=ROOT,
+            env=env_of(settings, BACKOFFICE_API_PORT=port),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+        )
+        out, _ = await filler.communicate()
+        printed = out.decode()
+        assert filler.returncode == 0, printed
+        result.messages = int(printed.split("Published ")[1].split()[0]) + int(
+            printed.split(" events and ")[1].split()[0]
+        )
+        queues = [queue_name(n) for n in CONSUMERS]
+        await until(lambda: _all_drained(settings, queues), "the demo to drain")
+        result.seconds = time.monotonic() - started
+        result.memory = {"main job": peak_rss_mib(main.pid), **server_rss_mib()}
+        say(
+            f"demo {companies:6d} companies: {result.messages} messages in {result.seconds:.1f} s;"
+            f" memory {', '.join(f'{k} {v:.0f} MiB' for k, v in result.memory.items())}"
+        )
+        if with_sweep:
+            result.sweep = await sweep(settings)
+            say(
+                f"sweep {companies:6d} companies: {result.sweep[0]} aggregates in"
+                f" {result.sweep[1]:.1f} s"
+            )
+        if with_api:
+            result.api = await api_latency(f"http://127.0.0.1:{port}")
+            for route, (p50, p99, n) in result.api.items():
+                say(
+                    f"api {companies} companies {route:24s}"
+                    f" p50 {p50:6.1f} ms p99 {p99:6.1f} ms n={n}"
+                )
+    finally:
+        stop(main)
+        await drop(settings)
+    return result
+
+
+async def _all_drained(settings: Settings, queues: list[str]) -> bool:
+    """Nothing ready (cheap to ask), then nothing unacknowledged either (asked once)."""
+    if any((await queue_lengths(settings, queues)).values()):
+        return False
+    return _unsettled(settings, queues) == 0
+
+
+async def sweep(settings: Settings) -> tuple[int, float]:
+    """A tick 40 days ahead: every bookkeeping tab has a deadline passed and a month begun."""
+    client = connect(settings.mongo_url, 5000)
+    database = client[settings.mongo_db]
+    try:
+        tick_at = dt.datetime.now(dt.UTC) + dt.timedelta(days=40)
+        due = await database["bookkeeping"].count_documents({"due_at": {"$lte": tick_at}})
+        before = int(
+            (await database["consumer_stats"].find_one({"_id": "bookkeeping"}) or {}).get(
+                "swept", 0
+            )
+        )
+        started = time.monotonic()
+        async with await aio_pika.connect(settings.amqp_url) as connection:
+            await publish_tick(await connection.channel(), tick_at, 600)
+
+        async def swept() -> bool:
+            mark = await database[SWEEPS].find_one({"_id": "bookkeeping"})
+            return bool(mark) and mark[NEXT_DUE] > tick_at
+
+        await until(swept, "the sweep")
+        seconds = time.monotonic() - started
+        after = int(
+            (await database["consumer_stats"].find_one({"_id": "bookkeeping"}) or {}).get(
+                "swept", 0
+            )
+        )
+        return max(due, after - before), seconds
+    finally:
+        await client.close()
+
+
+async def api_latency(base: str, requests: int = 200) -> dict[str, tuple[float, float, int]]:
+    token = issue_token(SECRET, "u-anna", "a-demo", ["manage_users"], int(time.time()) + 3600)
+    headers = {"Authorization": f"Bearer {token}"}
+    found: dict[str, tuple[float, float, int]] = {}
+    async with httpx.AsyncClient(base_url=base, headers=headers, timeout=30) as api:
+        routes: dict[str, Callable[[int], Awaitable[httpx.Response]]] = {
+            "overview": lambda i: api.get("/v1/companies", params={"limit": 50}),
+            "overview, status=late": lambda i: api.get(
+                "/v1/companies", params={"domain": "bookkeeping", "status": "late", "limit": 50}
+            ),
+            "one tab (bookkeeping)": lambda i: api.get(
+                f"/v1/companies/c-{i % 30 + 1:03d}/bookkeeping"
+            ),
+            "action round trip": lambda i: api.put(
+                f"/v1/companies/c-{i % 30 + 1:03d}/bookkeeping/periods/"
+                f"{dt.date.today().strftime('%Y-%m')}/status",
+                json={"status": ["in_progress", "done"][i % 2]},
+            ),
+        }
+        for route, call in routes.items():
+            timings = []
+            deadline = time.monotonic() + 120
+            for i in range(requests):
+                started = time.perf_counter()
+                response = await call(i)
+                timings.append((time.perf_counter() - started) * 1000)
+                assert response.status_code in (200, 202), (
+                    route,
+                    response.status_code,
+                    response.text,
+                )
+                if time.monotonic() > deadline:
+                    break
+            timings.sort()
+            p99 = timings[min(len(timings) - 1, int(len(timings) * 0.99))]
+            found[route] = (statistics.median(timings), p99, len(timings))
+    return found
+
+
+# ---------------------------------------------------------------- the report
+def versions() -> dict[str, str]:
+    def run(*cmd: str) -> str:
+        try:
+            return subprocess.run(cmd, capture_output=True, text=True, timeout=30).stdout.strip()
+        except OSError:
+            return "?"
+
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    memory = Path("/proc/meminfo").read_text().splitlines()[0].split()[1]
+    return {
+        "machine": f"{os.cpu_count()} cores ({cpu}), {int(memory) / 1024 / 1024:.0f} GiB",
+        "Python": platform.python_version(),
+        "RabbitMQ": run("rabbitmqctl", "version"),
+        "FerretDB": "v1.24.2 with deploy/ferretdb/close-each-statement.patch",
+        "PostgreSQL": run("psql", "--version").replace("psql (PostgreSQL) ", ""),
+    }
+
+
+def markdown(facts: dict[str, str], ingests: list[Ingest], demos: list[Demo], command: str) -> str:
+    lines = [
+        "# Benchmarks",
+        "",
+        f"Measured {dt.date.today().isoformat()} by `{command}` on the servers the project starts",
+        "(`deploy/servers.sh`), in one run. Figures from one run only compare within it: the",
+        "machine is shared and noisy, so read ratios, not absolute numbers.",
+        "",
+        *[f"- {k}: {v}" for k, v in facts.items()],
+        "",
+        "## Ingest: a backlog applied by one consumer process",
+        "",
+        "| backend | messages | ours (msg/s) | bare aio-pika (msg/s) | naive (msg/s)"
+        " | ours ÷ bare | ours ÷ naive |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in ingests:
+        lines.append(
+            f"| FerretDB on {r.backend} | {r.messages} | {r.rate('ours'):.0f} |"
+            f" {r.rate('bare aio-pika'):.0f} | {r.rate('naive'):.0f} |"
+            f" {r.rate('ours') / r.rate('bare aio-pika'):.2f} |"
+            f" {r.rate('ours') / r.rate('naive'):.1f} |"
+        )
+    lines += [
+        "",
+        "## The demo agency through the main job",
+        "",
+        "| companies | messages | time to apply (s) | msg/s"
+        " | peak memory of the main job (MiB) | servers' memory (MiB) |",
+        "|---:|---:|---:|---:|---:|---|",
+    ]
+    for d in demos:
+        servers = ", ".join(f"{k} {v:.0f}" for k, v in d.memory.items() if k != "main job")
+        lines.append(
+            f"| {d.companies} | {d.messages} | {d.seconds:.0f} | {d.messages / d.seconds:.0f} |"
+            f" {d.memory.get('main job', float('nan')):.0f} | {servers} |"
+        )
+    sweeps = [d for d in demos if d.sweep]
+    if sweeps:
+        lines += [
+            "",
+            "## A time sweep",
+            "",
+            "| companies | bookkeeping tabs due | seconds |",
+            "|---:|---:|---:|",
+        ]
+        for d in sweeps:
+            assert d.sweep is not None
+            lines.append(f"| {d.companies} | {d.sweep[0]} | {d.sweep[1]:.1f} |")
+    apis = [d for d in demos if d.api]
+    for d in apis:
+        lines += [
+            "",
+            f"## API latency at {d.companies} companies (one client, sequential requests)",
+            "",
+            "| route | p50 (ms) | p99 (ms) | requests |",
+            "|---|---:|---:|---:|",
+            *[
+                f"| {route} | {p50:.1f} | {p99:.1f} | {n} |"
+                for route, (p50, p99, n) in d.api.items()
+            ],
+        ]
+    return "\n".join(lines) + "\n"
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--backends", default="postgresql,sqlite")
+    parser.add_argument("--demo", default="1000,10000")
+    parser.add_argument("--ingest-companies", type=int, default=1000)
+    parser.add_argument("--ingest-months", type=int, default=10)
+    parser.add_argument("--output", default=str(ROOT / "docs" / "benchmarks.generated.md"))
+    args = parser.parse_args()
+    command = "deploy/bench.sh " + " ".join(sys.argv[1:])
+    facts = versions()
+    ingests = []
+    backends = [b for b in args.backends.split(",") if b]
+    for backend in backends:
+        use_backend(backend)
+        ingests.append(await ingest(backend, args.ingest_companies, args.ingest_months))
+    if backends and backends[-1] != "postgresql":
+        use_backend("postgresql")  # the default, for the rest
+    sizes = [int(n) for n in args.demo.split(",") if n]
+    demos = [await demo(n, with_api=n == max(sizes), with_sweep=n == max(sizes)) for n in sizes]
+    report = markdown(facts, ingests, demos, command.strip())
+    await asyncio.to_thread(Path(args.output).write_text, report)
+    say(f"wrote {args.output}")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
