@@ -561,8 +561,6 @@ def versions() -> dict[str, str]:
 
 def markdown(facts: dict[str, str], ingests: list[Ingest], demos: list[Demo], command: str) -> str:
     lines = [
-        "# Benchmarks",
-        "",
         f"Measured {dt.date.today().isoformat()} by `{command}` on the servers the project starts",
         "(`deploy/servers.sh`), in one run. Figures from one run only compare within it: the",
         "machine is shared and noisy, so read ratios, not absolute numbers.",
@@ -624,13 +622,27 @@ def markdown(facts: dict[str, str], ingests: list[Ingest], demos: list[Demo], co
     return "\n".join(lines) + "\n"
 
 
+BEGIN = "<!-- figures: written by deploy/bench.sh -->"
+END = "<!-- end of figures -->"
+
+
+def write_between_marks(path: Path, figures: str) -> None:
+    """Replaces the figures in ``path``, keeping what is written around them."""
+    text = path.read_text() if path.exists() else f"{BEGIN}\n{END}\n"
+    if BEGIN not in text or END not in text:
+        text += f"\n{BEGIN}\n{END}\n"
+    head, rest = text.split(BEGIN, 1)
+    _, tail = rest.split(END, 1)
+    path.write_text(f"{head}{BEGIN}\n{figures}{END}{tail}")
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--backends", default="postgresql,sqlite")
     parser.add_argument("--demo", default="1000,10000")
     parser.add_argument("--ingest-companies", type=int, default=1000)
     parser.add_argument("--ingest-months", type=int, default=10)
-    parser.add_argument("--output", default=str(ROOT / "docs" / "benchmarks.generated.md"))
+    parser.add_argument("--output", default=str(ROOT / "docs" / "benchmarks.md"))
     args = parser.parse_args()
     command = "deploy/bench.sh " + " ".join(sys.argv[1:])
     facts = versions()
@@ -644,7 +656,7 @@ async def main() -> None:
     sizes = [int(n) for n in args.demo.split(",") if n]
     demos = [await demo(n, with_api=n == max(sizes), with_sweep=n == max(sizes)) for n in sizes]
     report = markdown(facts, ingests, demos, command.strip())
-    await asyncio.to_thread(Path(args.output).write_text, report)
+    await asyncio.to_thread(write_between_marks, Path(args.output), report)
     say(f"wrote {args.output}")
 
 

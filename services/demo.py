@@ -315,8 +315,9 @@ async def publish_all(settings: Settings, messages: list[dict[str, Any]], exchan
             )
 
 
-async def wait_for_directory(settings: Settings, companies: int, timeout: float = 60) -> None:
+async def wait_for_directory(settings: Settings, companies: int) -> None:
     """Commands are checked against the directory: it must know the companies and users."""
+    timeout = 60 + companies * 0.2  # the directory shares the machine with four busy tabs
     client = connect(settings.mongo_url, settings.mongo_timeout_ms)
     try:
         database = client[settings.mongo_db]

@@ -10,8 +10,11 @@ ends, a month or a fiscal year begins). So each clock-following collection has a
 the earliest ``due_at`` in it, kept in the ``sweeps`` collection. A tick before the watermark
 reads one document and queries nothing; every batch that writes a ``due_at`` lowers it (one
 small ``$min`` update, so a replica that has just taken over cannot skip it on a stale belief);
-a sweep that has run to its end sets it anew. A missing watermark (a new database, or one from
-before watermarks) means "unknown": the next tick sweeps.
+a sweep that has run to its end sets it to the next Stockholm midnight, or earlier if it wrote
+an earlier ``due_at`` meanwhile. So a collection is asked at most once a day when nothing is due,
+and only for that day (on FerretDB by equality on ``due_day``, which its storage answers without
+reading every document). A missing watermark (a new database, or one from before watermarks)
+means "unknown": the next tick sweeps the whole collection once.
 
 If the process stops mid-sweep, the watermark still lies at or before the tick, so the next tick
 (of any replica) sweeps again; applying a tick twice is harmless.
@@ -24,6 +27,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from consumers.stockholm import end_of_day, today
 from contracts.clock import ClockTick
 from services.store import Store
 
@@ -38,12 +42,11 @@ ApplyTick = Callable[[str, Sequence[str], ClockTick], Awaitable[None]]
 @dataclass
 class _Sweep:
     tick: ClockTick  # the latest tick it speaks for
+    since: dt.datetime | None  # the watermark it started from: nothing is due before it
     after: tuple[dt.datetime, str] | None = None
     keys: list[str] = field(default_factory=list)  # fetched, not yet applied
     exhausted: bool = False  # the last page has been fetched
-    # What the watermark becomes: the earliest due_at it has seen beyond the tick (the first
-    # of the page that reaches past it), or written while it ran.
-    earliest: dt.datetime = NEVER
+    earliest: dt.datetime = NEVER  # the earliest due_at written while it ran
 
 
 class Sweeper:
@@ -75,12 +78,9 @@ class Sweeper:
                 continue
             running = self._sweeps.get(collection)
             if running is None:
-                self._sweeps[collection] = _Sweep(tick)
+                self._sweeps[collection] = _Sweep(tick, since=mark)
             elif tick.occurred_at > running.tick.occurred_at:
-                # Its later pages reach further. What it saw beyond the old tick stays in
-                # `earliest`: at worst the watermark comes out early, and a tick sweeps for
-                # nothing once.
-                running.tick = tick
+                running.tick = tick  # its later pages reach further
                 running.exhausted = False
             started.append(collection)
         return started
@@ -102,19 +102,13 @@ class Sweeper:
             return 0
         collection, sweep = next(iter(self._sweeps.items()))
         if not sweep.keys and not sweep.exhausted:
-            # The page runs on past the tick: its first aggregate beyond it is the earliest due
-            # left, and no query of its own is needed to find it (on FerretDB each query reads
-            # the whole collection).
-            until = sweep.tick.occurred_at
-            found = await self.store.due(collection, NEVER, self.page, after=sweep.after)
-            due = [(at, key) for at, key in found if at <= until]
-            sweep.keys = [key for _, key in due]
-            beyond = found[len(due) :]
-            sweep.exhausted = bool(beyond) or len(found) < self.page
-            if beyond:
-                sweep.earliest = min(sweep.earliest, beyond[0][0])
-            if due:
-                sweep.after = due[-1]
+            found = await self.store.due(
+                collection, sweep.tick.occurred_at, self.page, sweep.after, sweep.since
+            )
+            sweep.keys = [key for _, key in found]
+            sweep.exhausted = len(found) < self.page
+            if found:
+                sweep.after = found[-1]
         if sweep.keys:
             chunk, sweep.keys = sweep.keys[: self.chunk], sweep.keys[self.chunk :]
             await apply(collection, chunk, sweep.tick)
@@ -124,8 +118,11 @@ class Sweeper:
         return 0
 
     async def _finish(self, collection: str, sweep: _Sweep) -> None:
-        """Every aggregate due by the tick has had it: the watermark is the earliest left."""
-        await self.store.record(SWEEPS, [{"_id": collection, NEXT_DUE: sweep.earliest}])
+        """Every aggregate due by the tick has had it. Nothing left is due before the next
+        Stockholm midnight (every due_at is the end of a day) unless written meanwhile."""
+        midnight = end_of_day(today(sweep.tick.occurred_at))
+        mark = min(sweep.earliest, midnight)
+        await self.store.record(SWEEPS, [{"_id": collection, NEXT_DUE: mark}])
         del self._sweeps[collection]
 
     def forget(self) -> None:

@@ -55,8 +55,10 @@ class LocalServers:
     def _script(self, *args: str) -> None:
         subprocess.run([str(SERVERS), *args], check=True, stdout=subprocess.DEVNULL)
 
-    def rabbitmqctl(self, *args: str) -> None:
-        subprocess.run(["rabbitmqctl", "-q", *args], check=True, stdout=subprocess.DEVNULL)
+    def rabbitmqctl(self, *args: str) -> str:
+        return subprocess.run(
+            ["rabbitmqctl", "-q", *args], check=True, capture_output=True, text=True
+        ).stdout
 
     def stop_database(self) -> None:
         self._script("stop", "mongo")
@@ -84,10 +86,11 @@ class DockerServers:
         self.amqp_host = f"{host}:{self.rabbitmq.get_exposed_port(5672)}"
         self.mongo_url = self.mongo.get_connection_url()
 
-    def rabbitmqctl(self, *args: str) -> None:
+    def rabbitmqctl(self, *args: str) -> str:
         code, output = self.rabbitmq.exec(["rabbitmqctl", "-q", *args])
         if code != 0:
             raise subprocess.CalledProcessError(code, ["rabbitmqctl", *args], output)
+        return str(output.decode() if isinstance(output, bytes) else output)
 
     def stop_database(self) -> None:
         self.mongo.get_wrapped_container().pause()
@@ -258,6 +261,14 @@ async def dead_letters(amqp_url: str, consumer: str) -> list[aio_pika.abc.Abstra
         while (incoming := await queue.get(no_ack=True, fail=False)) is not None:
             found.append(incoming)
     return found
+
+
+def unsettled(servers: Servers, amqp_url: str) -> dict[str, int]:
+    """Messages per queue of the URL's virtual host, ready or delivered and not yet acked."""
+    vhost = amqp_url.rsplit("/", 1)[1]
+    output = servers.rabbitmqctl("list_queues", "-p", vhost, "name", "messages")
+    rows = (line.split() for line in output.splitlines())
+    return {row[0]: int(row[1]) for row in rows if len(row) == 2 and row[1].isdigit()}
 
 
 async def queue_depth(amqp_url: str, queue_name: str) -> int:

@@ -99,6 +99,19 @@ class StoreContract:
             after = page[-1]
         assert pages == [["d", "b"], ["a", "c"]]
 
+    async def test_due_since_a_watermark_finds_the_same_across_days(self, store: Store) -> None:
+        midnight = dt.datetime(2026, 3, 1, 23, 0, tzinfo=dt.UTC)  # 2 March begins in Stockholm
+        day = dt.timedelta(days=1)
+        dues = {"a": midnight, "b": midnight + day, "c": midnight, "d": midnight + 3 * day}
+        await store.save("things", [Write(k, 0, thing(k, due)) for k, due in dues.items()])
+        until = midnight + 2 * day
+        everything = await store.due("things", until, 10)
+        assert [k for _, k in everything] == ["a", "c", "b"]
+        assert await store.due("things", until, 10, since=midnight) == everything
+        first = await store.due("things", until, 1, since=midnight)
+        rest = await store.due("things", until, 10, after=first[-1], since=midnight)
+        assert [k for _, k in first + rest] == ["a", "c", "b"]
+
     async def test_a_bulk_of_500_replaces_completes_and_the_store_still_answers(
         self, store: Store
     ) -> None:

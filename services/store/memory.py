@@ -50,6 +50,7 @@ class MemoryStore:
         now: dt.datetime,
         limit: int,
         after: tuple[dt.datetime, str] | None = None,
+        since: dt.datetime | None = None,
     ) -> list[tuple[dt.datetime, str]]:
         self._maybe_fail()
         found = sorted(

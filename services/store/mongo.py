@@ -30,7 +30,16 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError
 
-from services.store.port import VERSION_FIELD, Index, Stored, Write, from_document, to_document
+from services.store.port import (
+    DUE_DAY_FIELD,
+    VERSION_FIELD,
+    Index,
+    Stored,
+    Write,
+    from_document,
+    stockholm_day,
+    to_document,
+)
 
 DUPLICATE_KEY = 11000
 # MongoDB takes large batches in one command; these bound a command's size, not correctness.
@@ -173,7 +182,10 @@ class MongoStore:
         now: dt.datetime,
         limit: int,
         after: tuple[dt.datetime, str] | None = None,
+        since: dt.datetime | None = None,
     ) -> list[tuple[dt.datetime, str]]:
+        if since is not None and await self.is_ferretdb():
+            return await self._due_by_day(collection, now, limit, after, since)
         query: dict[str, Any] = {"due_at": {"$lte": now}}
         if after is not None:
             at, key = after
@@ -190,6 +202,28 @@ class MongoStore:
             .limit(limit)
         )
         return [(document["due_at"], document["_id"]) async for document in cursor]
+
+    async def _due_by_day(
+        self,
+        collection: str,
+        now: dt.datetime,
+        limit: int,
+        after: tuple[dt.datetime, str] | None,
+        since: dt.datetime,
+    ) -> list[tuple[dt.datetime, str]]:
+        """FerretDB reads a whole collection for a range or a sort, but hands an equality to its
+        storage: so it is asked day by day (``due_day``), from the watermark's day (or the
+        cursor's) through ``now``'s, and each day comes whole, however large."""
+        target = self.database[collection]
+        day = stockholm_day(max(since, after[0]) if after else since)
+        last = stockholm_day(now)
+        found: list[tuple[dt.datetime, str]] = []
+        while day <= last and len(found) < limit:
+            documents = target.find({DUE_DAY_FIELD: day.isoformat()}, {"due_at": 1})
+            pairs = sorted([(d["due_at"], d["_id"]) async for d in documents])
+            found += [p for p in pairs if p[0] <= now and (after is None or p > after)]
+            day += dt.timedelta(days=1)
+        return found
 
     async def ensure_indexes(self, collection: str, indexes: Sequence[Index]) -> None:
         target = self.database[collection]

@@ -13,6 +13,9 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import msgspec
+from pymongo.errors import ConnectionFailure, PyMongoError
+
+from consumers.stockholm import today as stockholm_day
 
 
 @dataclass(frozen=True)
@@ -46,9 +49,13 @@ class Store(Protocol):
         now: dt.datetime,
         limit: int,
         after: tuple[dt.datetime, str] | None = None,
+        since: dt.datetime | None = None,
     ) -> list[tuple[dt.datetime, str]]:
         """``(due_at, key)`` of aggregates due at or before ``now``, in that order, after
-        ``after``: a page of the sweep, which the last pair of a page continues."""
+        ``after``: a page of the sweep, which the last pair of a page continues. ``since``
+        promises that nothing is due before it (the sweep's watermark). A page holds at least
+        ``limit`` pairs when there are that many, and may hold more (whole days, on FerretDB).
+        """
         ...
 
     async def ensure_indexes(self, collection: str, indexes: Sequence[Index]) -> None: ...
@@ -81,18 +88,27 @@ class StoreUnavailable(Exception):
 
 def is_unavailable(error: BaseException) -> bool:
     """Whether ``error`` says the store is down or slow, rather than that a message is bad."""
-    from pymongo.errors import ConnectionFailure, PyMongoError
-
     if isinstance(error, StoreUnavailable | ConnectionFailure | TimeoutError):
         return True
     return isinstance(error, PyMongoError) and error.timeout
 
 
+DUE_DAY_FIELD = "due_day"
+
+
 def to_document(key: str, version: int, state: Any) -> dict[str, Any]:
-    """A state as a BSON-ready document: instants stay datetimes, dates become ISO strings."""
+    """A state as a BSON-ready document: instants stay datetimes, dates become ISO strings.
+
+    A document with a ``due_at`` also gets ``due_day``, the Stockholm day that begins then, so
+    that a store can find the aggregates due on a day by equality, the one filter FerretDB
+    hands to its storage.
+    """
     document: dict[str, Any] = msgspec.to_builtins(state, builtin_types=(dt.datetime,))
     document["_id"] = key
     document[VERSION_FIELD] = version
+    due_at = document.get("due_at")
+    if isinstance(due_at, dt.datetime):
+        document[DUE_DAY_FIELD] = stockholm_day(due_at).isoformat()
     return document
 
 

@@ -12,6 +12,7 @@ from consumers.bookkeeping import BookkeepingTab
 from services.pipeline import UNAVAILABLE, Pipeline
 from services.store import StoreUnavailable
 from services.store.memory import MemoryStore
+from services.store.port import from_document
 from services.sweep import NEVER, NEXT_DUE, SWEEPS
 from tests import factories as f
 from tests.unit.test_pipeline import CONSUMERS, WALL, delivery
@@ -43,10 +44,14 @@ class CountingStore(MemoryStore):
     def __init__(self) -> None:
         super().__init__()
         self.due_queries: list[tuple[dt.datetime, int, Any]] = []
+        self.since: list[Any] = []
 
-    async def due(self, collection: str, now: dt.datetime, limit: int, after: Any = None) -> Any:
+    async def due(
+        self, collection: str, now: dt.datetime, limit: int, after: Any = None, since: Any = None
+    ) -> Any:
         self.due_queries.append((now, limit, after))
-        return await super().due(collection, now, limit, after)
+        self.since.append(since)
+        return await super().due(collection, now, limit, after, since)
 
 
 @pytest.fixture
@@ -96,20 +101,26 @@ async def test_ticks_before_the_watermark_query_nothing(store: CountingStore) ->
     await fill(p, companies(3))
     await p.handle([delivery(f.tick("2026-03-01T09:00"), "clock")])
     await sweep_all(p)  # the watermark was unknown: this sweep finds nothing and sets it
+    assert store.since == [None]  # ... asking the whole collection, once
     mark = store.collections[SWEEPS]["bookkeeping"][NEXT_DUE]
-    # February's deadline day (5 March, by the factory's submission day) ends first.
-    assert mark == dt.datetime(2026, 3, 5, 23, 0, tzinfo=UTC)
+    assert mark == dt.datetime(2026, 3, 1, 23, 0, tzinfo=UTC)  # the next Stockholm midnight
     store.due_queries.clear()
 
-    (outcome,) = await p.handle([delivery(f.tick("2026-03-05T22:59"), "clock")])
+    (outcome,) = await p.handle([delivery(f.tick("2026-03-01T22:59"), "clock")])
     assert outcome.detail == {"sweeping": []}
     assert not p.sweeping and store.due_queries == []
 
+    # Midnight: the collection is asked for that day only, and nothing is due until February's
+    # deadline day (5 March, by the factory's submission day) ends.
+    for day in ("2026-03-01T23:00", "2026-03-02T23:00", "2026-03-03T23:00", "2026-03-04T23:00"):
+        (outcome,) = await p.handle([delivery(f.tick(day), "clock")])
+        assert outcome.detail == {"sweeping": ["bookkeeping"]}
+        await sweep_all(p)
+    assert statuses(store, "c-000") == ["late", "waiting", "waiting"]
+    assert store.since[-1] == dt.datetime(2026, 3, 4, 23, 0, tzinfo=UTC)
     (outcome,) = await p.handle([delivery(f.tick("2026-03-05T23:00"), "clock")])
-    assert outcome.detail == {"sweeping": ["bookkeeping"]}
     await sweep_all(p)
     assert statuses(store, "c-000") == ["late", "late", "waiting"]
-    assert store.collections[SWEEPS]["bookkeeping"][NEXT_DUE] > mark
 
 
 async def test_a_write_of_an_earlier_due_lowers_the_watermark(store: CountingStore) -> None:
@@ -122,18 +133,23 @@ async def test_a_write_of_an_earlier_due_lowers_the_watermark(store: CountingSto
     assert outcome.detail == {"sweeping": ["bookkeeping"]}
 
 
-async def test_an_empty_collection_sets_the_watermark_to_never(store: CountingStore) -> None:
+async def test_a_sweep_sets_the_watermark_no_later_than_the_next_midnight(
+    store: CountingStore,
+) -> None:
     p = pipeline(store)
     await p.handle([delivery(f.tick("2026-03-06T00:00"), "clock")])
-    await sweep_all(p)
-    assert store.collections[SWEEPS]["bookkeeping"][NEXT_DUE] == NEVER
+    await sweep_all(p)  # an empty collection
+    assert store.collections[SWEEPS]["bookkeeping"][NEXT_DUE] == dt.datetime(
+        2026, 3, 6, 23, 0, tzinfo=UTC
+    )
 
 
 async def test_a_due_at_passes_only_when_something_shown_changes(store: CountingStore) -> None:
     p = pipeline(store)
     await fill(p, ["c-1"])
     document = store.collections["bookkeeping"][f"{f.AGENCY}/c-1"]
-    state = BookkeepingTab(**{k: v for k, v in document.items() if not k.startswith("_")})
+    assert document["due_day"] == "2026-03-06"  # the day that begins then, to find it by
+    state = from_document(document, BookkeepingTab).state
     # Not every midnight: the next deadline day end (February's, 5 March) comes first.
     assert state.due_at == dt.datetime(2026, 3, 5, 23, 0, tzinfo=UTC)
 
