@@ -533,6 +533,66 @@ async def api_latency(base: str, requests: int = 200) -> dict[str, tuple[float, 
     return found
 
 
+# ---------------------------------------------------------------- cost per message by age
+@dataclass
+class Age:
+    years: int
+    periods: int
+    document_bytes: int
+    rules_ms: float  # the rulebook alone
+    with_codec_ms: float  # and the state read from and written to a document
+
+
+def aging(years: int, messages: int = 300) -> Age:
+    """One bookkeeping tab with ``years`` of monthly submissions, then ``messages`` more
+    messages (document uploads, each a change), in this process: no broker, no store."""
+    import msgspec
+
+    from consumers import bookkeeping
+    from contracts.registry import decode
+    from services.store.port import from_document, to_document
+
+    def message(type_: str, at: dt.datetime, data: dict[str, Any]) -> Any:
+        return decode(event(type_, at, "c-aging", data))
+
+    first = 2026 - years
+    start = dt.datetime(first, 1, 2, tzinfo=dt.UTC)
+    details = {
+        "name": "Åldern AB",
+        "org_number": "556677-8899",
+        "legal_form": "AB",
+        "accounting_method": "invoice",
+        "vat_frequency": "monthly",
+        "fiscal_year_start": f"{first}-01-01",
+        "fiscal_year_end": f"{first}-12-31",
+    }
+    tab = bookkeeping.apply(None, message("company.details_changed", start, details), start)
+    for month in range(12 * years - 1):
+        year, number = first + month // 12, month % 12 + 1
+        at = dt.datetime(year, number, 28, tzinfo=dt.UTC)
+        submitted = message("bookkeeping.period_submitted", at, {"period": f"{year}-{number:02d}"})
+        tab = bookkeeping.apply(tab, submitted, at)
+    now = dt.datetime(2025, 12, 20, tzinfo=dt.UTC)
+    uploads = [
+        message(
+            "bookkeeping.document_uploaded", now + dt.timedelta(seconds=i), {"document_id": str(i)}
+        )
+        for i in range(messages)
+    ]
+    started = time.perf_counter()
+    for upload in uploads:
+        bookkeeping.apply(tab, upload, upload.occurred_at)
+    rules = (time.perf_counter() - started) / messages * 1000
+    document = to_document("k", 1, tab)
+    started = time.perf_counter()
+    for upload in uploads:
+        state = from_document(document, bookkeeping.BookkeepingTab).state
+        to_document("k", 2, bookkeeping.apply(state, upload, upload.occurred_at))
+    codec = (time.perf_counter() - started) / messages * 1000
+    size = len(msgspec.json.encode(tab))
+    return Age(years, len(tab.periods), size, rules, codec)
+
+
 # ---------------------------------------------------------------- the report
 def versions() -> dict[str, str]:
     def run(*cmd: str) -> str:
@@ -559,7 +619,13 @@ def versions() -> dict[str, str]:
     }
 
 
-def markdown(facts: dict[str, str], ingests: list[Ingest], demos: list[Demo], command: str) -> str:
+def markdown(
+    facts: dict[str, str],
+    ingests: list[Ingest],
+    demos: list[Demo],
+    ages: list[Age],
+    command: str,
+) -> str:
     lines = [
         f"Measured {dt.date.today().isoformat()} by `{command}` on the servers the project starts",
         "(`deploy/servers.sh`), in one run. Figures from one run only compare within it: the",
@@ -594,6 +660,20 @@ def markdown(facts: dict[str, str], ingests: list[Ingest], demos: list[Demo], co
             f"| {d.companies} | {d.messages} | {d.seconds:.0f} | {d.messages / d.seconds:.0f} |"
             f" {d.memory.get('main job', float('nan')):.0f} | {servers} |"
         )
+    if ages:
+        lines += [
+            "",
+            "## Cost per message as a company ages (one bookkeeping tab, in process)",
+            "",
+            "| years of facts | periods | document (bytes, JSON) | rules (ms/message)"
+            " | rules and document codec (ms/message) |",
+            "|---:|---:|---:|---:|---:|",
+            *[
+                f"| {a.years} | {a.periods} | {a.document_bytes} | {a.rules_ms:.2f}"
+                f" | {a.with_codec_ms:.2f} |"
+                for a in ages
+            ],
+        ]
     sweeps = [d for d in demos if d.sweep]
     if sweeps:
         lines += [
@@ -646,6 +726,12 @@ async def main() -> None:
     args = parser.parse_args()
     command = "deploy/bench.sh " + " ".join(sys.argv[1:])
     facts = versions()
+    ages = [aging(years) for years in (1, 5)]
+    for a in ages:
+        say(
+            f"age {a.years} years: {a.periods} periods, {a.document_bytes} bytes,"
+            f" {a.rules_ms:.2f} ms rules, {a.with_codec_ms:.2f} ms with codec"
+        )
     ingests = []
     backends = [b for b in args.backends.split(",") if b]
     for backend in backends:
@@ -655,7 +741,7 @@ async def main() -> None:
         use_backend("postgresql")  # the default, for the rest
     sizes = [int(n) for n in args.demo.split(",") if n]
     demos = [await demo(n, with_api=n == max(sizes), with_sweep=n == max(sizes)) for n in sizes]
-    report = markdown(facts, ingests, demos, command.strip())
+    report = markdown(facts, ingests, demos, ages, command.strip())
     await asyncio.to_thread(write_between_marks, Path(args.output), report)
     say(f"wrote {args.output}")
 
