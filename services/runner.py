@@ -21,9 +21,9 @@ import asyncio
 import contextlib
 import datetime as dt
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import aio_pika
 import structlog
@@ -48,6 +48,8 @@ SOURCES: dict[str, Source] = {
     COMMANDS_EXCHANGE: "command",
     CLOCK_EXCHANGE: "clock",
 }
+
+T = TypeVar("T")
 
 ATTEMPT_HEADER = "x-attempt"
 STORE_PROBE_TIMEOUT_S = 2.0  # how long a ping may take while the store is thought down
@@ -213,7 +215,7 @@ class ConsumerRunner:
         """Applies and settles ``batch``; False if stopping left it unapplied (requeued)."""
         deliveries = [Delivery(m.body, self._source(m), m.routing_key or "") for m in batch]
         while True:
-            outcomes = await self._handle_or_stop(deliveries, stop)
+            outcomes = await self._or_stop(self.pipeline.handle(deliveries), stop)
             unavailable = next((o for o in outcomes or () if o.code == UNAVAILABLE), None)
             if outcomes is not None and unavailable is None:
                 break
@@ -226,11 +228,9 @@ class ConsumerRunner:
         await self._publish_counters()
         return True
 
-    async def _handle_or_stop(
-        self, deliveries: Sequence[Delivery], stop: asyncio.Event
-    ) -> list[Outcome] | None:
-        """The pipeline's outcomes; None if a stop came and the store did not finish in time."""
-        work = asyncio.ensure_future(self.pipeline.handle(deliveries))
+    async def _or_stop(self, step: Coroutine[Any, Any, T], stop: asyncio.Event) -> T | None:
+        """What ``step`` returns; None if a stop came and it did not finish within the grace."""
+        work = asyncio.ensure_future(step)
         stopping = asyncio.ensure_future(stop.wait())
         await asyncio.wait({work, stopping}, return_when=asyncio.FIRST_COMPLETED)
         stopping.cancel()
@@ -266,7 +266,7 @@ class ConsumerRunner:
 
     async def _sweep_step(self, stop: asyncio.Event) -> None:
         try:
-            applied = await self.pipeline.sweep_step()
+            applied = await self._or_stop(self.pipeline.sweep_step(), stop)
         except Exception as error:
             failure = Outcome("failed", reason=f"{type(error).__name__}: {error}")
             if is_unavailable(error):
