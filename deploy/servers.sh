@@ -136,23 +136,25 @@ pg_start() {
   bin=$(pg_bin)
   mkdir -p "$state"
   data=$(pg_data)
-  if [ ! -f "$data/PG_VERSION" ]; then
+  if port_open "$pg_port" && ! pg_as "$bin/pg_ctl" -D "$data" status >/dev/null 2>&1; then
+    # Another checkout of the project started its PostgreSQL on our port: share it.
+    log "using the PostgreSQL already on 127.0.0.1:$pg_port"
+  elif [ ! -f "$data/PG_VERSION" ]; then
     log "initialising PostgreSQL in $data (loopback only)"
     mkdir -p "$data"
     chown postgres: "$data"
     chmod 700 "$data"
     pg_as "$bin/initdb" -D "$data" -U postgres --auth=trust -E UTF8 >/dev/null
-    # Loopback only, on a port of our own; commits need not wait for the disk flush (a crash
-    # may lose the last instant of writes, which redelivery from the broker restores).
+    # Loopback only, on a port of our own. Commits wait for the disk (the default): a consumer
+    # acknowledges a message once its write is answered, so a write must not be lost after.
     cat >>"$data/postgresql.conf" <<EOF
 listen_addresses = '127.0.0.1'
 port = $pg_port
 unix_socket_directories = '$data'
 shared_buffers = 256MB
-synchronous_commit = off
 EOF
   fi
-  if ! pg_as "$bin/pg_ctl" -D "$data" status >/dev/null 2>&1; then
+  if ! port_open "$pg_port"; then
     log "starting PostgreSQL on 127.0.0.1:$pg_port"
     pg_as "$bin/pg_ctl" -D "$data" -l "$data/server.log" -w -t 60 start >/dev/null
   fi

@@ -55,7 +55,7 @@ class Sweeper:
     ) -> None:
         self.store = store
         self.collections = tuple(collections)
-        self.page = page  # keys fetched by one query (on FerretDB each query reads everything)
+        self.page = page  # keys fetched by one query (at least; on FerretDB, whole days)
         self.chunk = chunk  # aggregates applied by one step
         self._sweeps: dict[str, _Sweep] = {}
 
