@@ -85,6 +85,7 @@ class BookkeepingTab(Tab, kw_only=True):
 def apply(
     tab: BookkeepingTab | None, message: BookkeepingMessage, now: dt.datetime
 ) -> BookkeepingTab:
+    previous = tab
     tab = follow_company(opened(tab, message, BookkeepingTab), message)
     now = later(tab.now, now)
     match message:
@@ -98,7 +99,7 @@ def apply(
             tab = _with_fact(tab, message.data.period, fact)
         case SetBookkeepingPeriodStatus():
             tab = _set_status(tab, message, now)
-    return evaluate(tab, now)
+    return evaluate(tab, now, previous)
 
 
 def _with_fact(tab: BookkeepingTab, period: str, fact: PeriodFact) -> BookkeepingTab:
@@ -127,14 +128,26 @@ def _set_status(
     return _with_fact(tab, period, fact)
 
 
-def evaluate(tab: BookkeepingTab, now: dt.datetime) -> BookkeepingTab:
-    """Rows, header, counts and history of ``tab`` as they stand at ``now``."""
+def evaluate(
+    tab: BookkeepingTab, now: dt.datetime, previous: BookkeepingTab | None = None
+) -> BookkeepingTab:
+    """Rows, header, counts and history of ``tab`` as they stand at ``now``.
+
+    ``previous``, the tab as last evaluated, lets a period whose inputs have not changed keep
+    its row and history instead of replaying its facts again: so a message costs the same
+    however many periods a company has behind it.
+    """
     details = tab.company.details
     submission_day = details.submission_day if details else None
     rows: list[Row] = []
     history: list[HistoryEntry] = []
+    kept = _unchanged_periods(tab, now, previous)
     for period in tracked_months(tab.company, now):
-        row, entries = _period(period, tab.facts.get(period, []), submission_day, now)
+        if period in kept:
+            row, entries = kept[period]
+            row = msgspec.structs.replace(row, days_left=days_left(row.deadline, now))
+        else:
+            row, entries = _period(period, tab.facts.get(period, []), submission_day, now)
         rows.append(row)
         history.extend(entries)
     todo = [row.period for row in rows if row.status in CLIENT_TODO]
@@ -146,6 +159,29 @@ def evaluate(tab: BookkeepingTab, now: dt.datetime) -> BookkeepingTab:
     )
     due_at = _next_change(rows, now) if details else None
     return summarized(tab, now, rows, history, due_at, header=header, client_todo=todo)
+
+
+def _unchanged_periods(
+    tab: BookkeepingTab, now: dt.datetime, previous: BookkeepingTab | None
+) -> dict[str, tuple[Row, list[HistoryEntry]]]:
+    """The rows and history of ``previous`` that would come out the same at ``now``: the
+    company and the period's facts are as they were, no fact lies after the previous
+    evaluation, and no `waiting` deadline has ended since (the only way time changes a row)."""
+    if previous is None or previous.now is None or previous.company != tab.company:
+        return {}
+    before = previous.now
+    entries: dict[str, list[HistoryEntry]] = {}
+    for entry in previous.history:
+        entries.setdefault(entry.period, []).append(entry)
+    kept = {}
+    for row in previous.periods:
+        facts = tab.facts.get(row.period, [])
+        if facts != previous.facts.get(row.period, []) or any(f.at > before for f in facts):
+            continue
+        if row.status == "waiting" and end_of_day(row.deadline) <= now:
+            continue
+        kept[row.period] = (row, entries.get(row.period, []))
+    return kept
 
 
 def _next_change(rows: list[Row], now: dt.datetime) -> dt.datetime:
