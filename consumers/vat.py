@@ -83,6 +83,7 @@ class VatTab(Tab, kw_only=True):
 
 
 def apply(tab: VatTab | None, message: VatMessage, now: dt.datetime) -> VatTab:
+    previous = tab
     tab = follow_company(opened(tab, message, VatTab), message)
     now = later(tab.now, now)
     match message:
@@ -103,7 +104,7 @@ def apply(tab: VatTab | None, message: VatMessage, now: dt.datetime) -> VatTab:
             mark = message.data
             fact = ReportFact(id=message.id, at=message.occurred_at, value=mark.reported)
             tab = _with_fact(tab, mark.period_start, mark.period_end, fact)
-    return evaluate(tab, now)
+    return evaluate(tab, now, previous)
 
 
 def _key(start: dt.date, end: dt.date) -> str:
@@ -201,16 +202,23 @@ def shown_periods(tab: VatTab, now: dt.datetime) -> list[Span]:
     return sorted(p for p in {*reported, *generated} if wanted(*p))
 
 
-def evaluate(tab: VatTab, now: dt.datetime) -> VatTab:
+def evaluate(tab: VatTab, now: dt.datetime, previous: VatTab | None = None) -> VatTab:
+    """Rows, header, counts and history of ``tab`` at ``now``; ``previous``, the tab as last
+    evaluated, lets an unchanged period keep its row and history (as in bookkeeping)."""
     details = tab.company.details
     rows: list[Row] = []
     history: list[HistoryEntry] = []
+    kept = _unchanged_periods(tab, now, previous)
     for start, end in shown_periods(tab, now):
         assert details is not None
-        facts = tab.facts.get(_key(start, end))
-        row, entries = _period(
-            start, end, facts.facts if facts else [], _due(details, start, end), now
-        )
+        if (start, end) in kept:
+            row, entries = kept[(start, end)]
+            row = msgspec.structs.replace(row, days_left=days_left(row.deadline, now))
+        else:
+            facts = tab.facts.get(_key(start, end))
+            row, entries = _period(
+                start, end, facts.facts if facts else [], _due(details, start, end), now
+            )
         rows.append(row)
         history.extend(entries)
     today_year = year_of(tab.company.fiscal_years, last_tracked_day(tab.company, now))
@@ -223,6 +231,34 @@ def evaluate(tab: VatTab, now: dt.datetime) -> VatTab:
     if details:
         due_at = _next_change(rows, today_year.end if today_year else None, now)
     return summarized(tab, now, rows, history, due_at, header=header)
+
+
+def _unchanged_periods(
+    tab: VatTab, now: dt.datetime, previous: VatTab | None
+) -> dict[Span, tuple[Row, list[HistoryEntry]]]:
+    """The rows and history of ``previous`` that come out the same at ``now``: the company and
+    the period's facts are as they were, no fact lies after the previous evaluation, and
+    neither of the two moments time acts at (the period ends, the return falls due) has come
+    since."""
+    if previous is None or previous.now is None or previous.company != tab.company:
+        return {}
+    before = previous.now
+    entries: dict[str, list[HistoryEntry]] = {}
+    for entry in previous.history:
+        entries.setdefault(entry.period, []).append(entry)
+    kept = {}
+    for row in previous.periods:
+        key = _key(row.period_start, row.period_end)
+        facts = tab.facts.get(key)
+        if facts != previous.facts.get(key) or any(
+            f.at > before for f in (facts.facts if facts else [])
+        ):
+            continue
+        moments = (end_of_day(row.period_end), end_of_day(row.deadline))
+        if any(before < moment <= now for moment in moments):
+            continue
+        kept[(row.period_start, row.period_end)] = (row, entries.get(row.period, []))
+    return kept
 
 
 # Statuses that time no longer changes.
