@@ -136,26 +136,22 @@ def peak_rss_mib(pid: int) -> float:
     return int(value.split()[0]) / 1024
 
 
-def server_rss_mib() -> dict[str, float]:
-    """Resident memory of the servers, summed over each one's processes."""
+def server_memory_mib() -> dict[str, float]:
+    """Proportional memory (PSS: shared pages split between the processes that share them) of
+    each server, summed over its processes, which are told apart by their program name."""
+    names = {"beam.smp": "RabbitMQ", "ferretdb": "FerretDB", "postgres": "PostgreSQL"}
     found: dict[str, float] = {}
-    for name, pattern in (
-        ("RabbitMQ", "beam.smp"),
-        ("FerretDB", "ferretdb"),
-        ("PostgreSQL", "postgres"),
-    ):
-        pids = subprocess.run(["pgrep", "-f", pattern], capture_output=True, text=True).stdout
-        total = 0.0
-        for pid in pids.split():
-            try:
-                status = Path(f"/proc/{pid}/status").read_text()
-            except OSError:
+    for proc in Path("/proc").iterdir():
+        try:
+            program = (proc / "comm").read_text().strip()
+            server = next((v for k, v in names.items() if program.startswith(k)), None)
+            if server is None:
                 continue
-            for line in status.splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1]) / 1024
-        if total:
-            found[name] = total
+            rollup = (proc / "smaps_rollup").read_text().splitlines()
+        except OSError:
+            continue
+        pss = next((int(line.split()[1]) for line in rollup if line.startswith("Pss:")), 0)
+        found[server] = found.get(server, 0.0) + pss / 1024
     return found
 
 
@@ -439,7 +435,7 @@ async def demo(companies: int, with_api: bool, with_sweep: bool) -> Demo:
         queues = [queue_name(n) for n in CONSUMERS]
         await until(lambda: _all_drained(settings, queues), "the demo to drain")
         result.seconds = time.monotonic() - started
-        result.memory = {"main job": peak_rss_mib(main.pid), **server_rss_mib()}
+        result.memory = {"main job": peak_rss_mib(main.pid), **server_memory_mib()}
         say(
             f"demo {companies:6d} companies: {result.messages} messages in {result.seconds:.1f} s;"
             f" memory {', '.join(f'{k} {v:.0f} MiB' for k, v in result.memory.items())}"
@@ -659,7 +655,7 @@ def markdown(
         "## The demo agency through the main job",
         "",
         "| companies | messages | time to apply (s) | msg/s"
-        " | peak memory of the main job (MiB) | servers' memory (MiB) |",
+        " | peak memory of the main job (MiB) | servers' memory at the end (PSS, MiB) |",
         "|---:|---:|---:|---:|---:|---|",
     ]
     for d in demos:
