@@ -3,11 +3,13 @@ and see the new state (SPEC §9)."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+from typing import Any
 
 from tests import factories as f
 from tests.e2e.world import build_world, client
-from tests.harness import RunningSystem, eventually, publish
+from tests.harness import RunningSystem, Servers, eventually, publish
 
 PROBLEM = "application/problem+json"
 
@@ -244,3 +246,24 @@ async def test_operations_endpoints(running_system: RunningSystem) -> None:
         assert 'backoffice_messages_total{consumer="directory",outcome="applied"}' in metrics
         assert 'backoffice_queue_messages{queue="backoffice.bookkeeping.dead"}' in metrics
         assert "backoffice_http_requests_total" in metrics
+
+
+async def test_readiness_says_within_seconds_that_the_store_is_gone(
+    running_system: RunningSystem, servers: Servers
+) -> None:
+    async with client(running_system, None) as api:
+        assert (await api.get("/readyz")).status_code == 200
+        servers.stop_database()
+        try:
+            started = asyncio.get_running_loop().time()
+            answer = await api.get("/readyz", timeout=30)
+            assert answer.status_code == 503
+            assert answer.headers["content-type"].startswith("application/problem+json")
+            assert asyncio.get_running_loop().time() - started < 5
+        finally:
+            servers.start_database()
+        await eventually(lambda: _ready(api), timeout=60, what="readiness once the store is back")
+
+
+async def _ready(api: Any) -> bool:
+    return bool((await api.get("/readyz")).status_code == 200)
