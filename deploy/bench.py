@@ -493,6 +493,64 @@ async def sweep(settings: Settings) -> tuple[int, float]:
         await client.close()
 
 
+async def sweep_alone(companies: int) -> list[tuple[str, int, float]]:
+    """Bookkeeping tabs of ``companies`` companies in one consumer process, then two ticks: the
+    first finds no watermark (a new database) and reads the collection once; the second, forty
+    days on, finds every tab due (a deadline passed, a month begun)."""
+    settings = fresh_settings()
+    now = dt.datetime.now(dt.UTC)
+    names = [f"c-{i:05d}" for i in range(companies)]
+    found = []
+    try:
+        await publish(settings, [("company.details_changed", details(n, now)) for n in names])
+        process = spawn(settings, "-m", "services", "consumer", "bookkeeping")
+        client = connect(settings.mongo_url, 5000)
+        database = client[settings.mongo_db]
+        try:
+            await until(lambda: _at_least(settings, "bookkeeping", companies), "the tabs")
+            for what, at in (
+                ("first tick, no watermark", now),
+                ("forty days on", now + dt.timedelta(days=40)),
+            ):
+                before = await _swept(database)
+                started = time.monotonic()
+                async with await aio_pika.connect(settings.amqp_url) as connection:
+                    await publish_tick(await connection.channel(), at, 600)
+
+                async def passed(at: dt.datetime = at) -> bool:
+                    mark = await database[SWEEPS].find_one({"_id": "bookkeeping"})
+                    return bool(mark) and mark[NEXT_DUE] > at
+
+                await until(passed, f"the sweep ({what})")
+                seconds = time.monotonic() - started
+                found.append((what, await _swept(database) - before, seconds))
+                say(
+                    f"sweep of {companies} bookkeeping tabs, {what}:"
+                    f" {found[-1][1]} in {seconds:.1f} s"
+                )
+        finally:
+            stop(process)
+            await client.close()
+    finally:
+        await drop(settings)
+    return found
+
+
+def sweep_markdown(companies: int, rows: list[tuple[str, int, float]], command: str) -> str:
+    return "\n".join(
+        [
+            f"Measured {dt.date.today().isoformat()} by `{command}`: {companies} companies'"
+            " bookkeeping tabs in one consumer process (`python -m services consumer"
+            " bookkeeping`), on FerretDB on PostgreSQL.",
+            "",
+            "| tick | tabs handed the tick | seconds |",
+            "|---|---:|---:|",
+            *[f"| {what} | {n} | {seconds:.1f} |" for what, n, seconds in rows],
+            "",
+        ]
+    )
+
+
 async def _swept(database: Any) -> int:
     stats = await database["consumer_stats"].find_one({"_id": "bookkeeping"})
     return int((stats or {}).get("swept", 0))
@@ -708,16 +766,19 @@ def markdown(
 
 BEGIN = "<!-- figures: written by deploy/bench.sh -->"
 END = "<!-- end of figures -->"
+SWEEP_BEGIN = "<!-- sweep figures: written by deploy/bench.sh --sweep-alone -->"
+SWEEP_END = "<!-- end of sweep figures -->"
 
 
-def write_between_marks(path: Path, figures: str) -> None:
-    """Replaces the figures in ``path``, keeping what is written around them."""
-    text = path.read_text() if path.exists() else f"{BEGIN}\n{END}\n"
-    if BEGIN not in text or END not in text:
-        text += f"\n{BEGIN}\n{END}\n"
-    head, rest = text.split(BEGIN, 1)
-    _, tail = rest.split(END, 1)
-    path.write_text(f"{head}{BEGIN}\n{figures}{END}{tail}")
+def write_between_marks(path: Path, figures: str, begin: str = BEGIN, end: str = END) -> None:
+    """Replaces the figures in ``path`` between ``begin`` and ``end``, keeping what is written
+    around them."""
+    text = path.read_text() if path.exists() else ""
+    if begin not in text or end not in text:
+        text += f"\n{begin}\n{end}\n"
+    head, rest = text.split(begin, 1)
+    _, tail = rest.split(end, 1)
+    path.write_text(f"{head}{begin}\n{figures}{end}{tail}")
 
 
 async def main() -> None:
@@ -736,8 +797,19 @@ async def main() -> None:
     parser.add_argument("--ingest-companies", type=int, default=1000)
     parser.add_argument("--ingest-months", type=int, default=10)
     parser.add_argument("--output", default=str(ROOT / "docs" / "benchmarks.md"))
+    parser.add_argument(
+        "--sweep-alone",
+        type=int,
+        metavar="COMPANIES",
+        help="only the time sweep over this many companies' bookkeeping tabs",
+    )
     args = parser.parse_args()
     command = "deploy/bench.sh " + " ".join(sys.argv[1:])
+    if args.sweep_alone:
+        rows = await sweep_alone(args.sweep_alone)
+        text = sweep_markdown(args.sweep_alone, rows, command.strip())
+        write_between_marks(Path(args.output), text, SWEEP_BEGIN, SWEEP_END)
+        return
     facts = versions()
     ages = [aging(years) for years in (1, 5)]
     for a in ages:

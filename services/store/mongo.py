@@ -184,8 +184,10 @@ class MongoStore:
         after: tuple[dt.datetime, str] | None = None,
         since: dt.datetime | None = None,
     ) -> list[tuple[dt.datetime, str]]:
-        if since is not None and await self.is_ferretdb():
-            return await self._due_by_day(collection, now, limit, after, since)
+        if await self.is_ferretdb():
+            if since is not None:
+                return await self._due_by_day(collection, now, limit, after, since)
+            return await self._due_by_reading_all(collection, now, after)
         query: dict[str, Any] = {"due_at": {"$lte": now}}
         if after is not None:
             at, key = after
@@ -202,6 +204,16 @@ class MongoStore:
             .limit(limit)
         )
         return [(document["due_at"], document["_id"]) async for document in cursor]
+
+    async def _due_by_reading_all(
+        self, collection: str, now: dt.datetime, after: tuple[dt.datetime, str] | None
+    ) -> list[tuple[dt.datetime, str]]:
+        """With no watermark (once in a collection's life), FerretDB reads the whole collection
+        for a range anyway: read it once, unsorted, and return every due pair, rather than
+        read it again for every sorted page."""
+        documents = self.database[collection].find({"due_at": {"$lte": now}}, {"due_at": 1})
+        pairs = sorted([(d["due_at"], d["_id"]) async for d in documents])
+        return [p for p in pairs if after is None or p > after]
 
     async def _due_by_day(
         self,
