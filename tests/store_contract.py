@@ -86,18 +86,21 @@ class StoreContract:
             ],
         )
         assert await store.due("things", T0, 10) == [(T0 - hour, "early"), (T0, "now")]
-        assert await store.due("things", T0, 1) == [(T0 - hour, "early")]
+        # A page holds at least its limit and may hold more (FerretDB's hold whole reads).
+        assert (await store.due("things", T0, 1))[0] == (T0 - hour, "early")
         assert await store.due("things", T0, 10, after=(T0 - hour, "early")) == [(T0, "now")]
 
     async def test_due_pages_by_due_at_then_key(self, store: Store) -> None:
         hour = dt.timedelta(hours=1)
         dues = {"b": T0 - hour, "a": T0, "c": T0, "d": T0 - 2 * hour, "e": T0 + hour}
         await store.save("things", [Write(k, 0, thing(k, due)) for k, due in dues.items()])
-        pages, after = [], None
+        keys: list[str] = []
+        after = None
         while page := await store.due("things", T0, 2, after=after):
-            pages.append([key for _, key in page])
+            assert len(page) >= min(2, 4 - len(keys))
+            keys += [key for _, key in page]
             after = page[-1]
-        assert pages == [["d", "b"], ["a", "c"]]
+        assert keys == ["d", "b", "a", "c"]
 
     async def test_due_since_a_watermark_finds_the_same_across_days(self, store: Store) -> None:
         midnight = dt.datetime(2026, 3, 1, 23, 0, tzinfo=dt.UTC)  # 2 March begins in Stockholm
