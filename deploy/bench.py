@@ -676,7 +676,7 @@ def versions() -> dict[str, str]:
         "machine": f"{os.cpu_count()} cores ({cpu}), {int(memory) / 1024 / 1024:.0f} GiB",
         "Python": platform.python_version(),
         "RabbitMQ": run("rabbitmqctl", "version"),
-        "FerretDB": "v1.24.2 with deploy/ferretdb/close-each-statement.patch",
+        "FerretDB": "v1.24.2 with deploy/ferretdb/*.patch",
         "PostgreSQL": run("psql", "--version").replace("psql (PostgreSQL) ", ""),
     }
 
