@@ -25,6 +25,7 @@ from consumers.tab import (
     Tab,
     check_tracked,
     follow_company,
+    history_by_period,
     opened,
     summarized,
 )
@@ -170,9 +171,7 @@ def _unchanged_periods(
     if previous is None or previous.now is None or previous.company != tab.company:
         return {}
     before = previous.now
-    entries: dict[str, list[HistoryEntry]] = {}
-    for entry in previous.history:
-        entries.setdefault(entry.period, []).append(entry)
+    entries = history_by_period(previous)
     kept = {}
     for row in previous.periods:
         facts = tab.facts.get(row.period, [])

@@ -72,6 +72,15 @@ def check_tracked(period: str, tracked: Sequence[str], domain: str) -> None:
     raise Rejected(f"period {period} is outside tracking ({tracked[0]} to {tracked[-1]})")
 
 
+def history_by_period(tab: Tab) -> dict[str, list[HistoryEntry]]:
+    """A tab's history entries by period, oldest first: what a period keeps when it is not
+    worked out again."""
+    entries: dict[str, list[HistoryEntry]] = {}
+    for entry in tab.history:
+        entries.setdefault(entry.period, []).append(entry)
+    return entries
+
+
 def summarized(
     tab: T,
     now: dt.datetime,

@@ -22,7 +22,15 @@ from consumers.deadlines import vat_return_due
 from consumers.fiscal_years import year_of, years_between
 from consumers.rulebook import Cause, HistoryEntry, Rulebook, company_key, later
 from consumers.stockholm import days_left, end_of_day, next_month_start
-from consumers.tab import TAB_INDEXES, TAB_MESSAGES, Tab, follow_company, opened, summarized
+from consumers.tab import (
+    TAB_INDEXES,
+    TAB_MESSAGES,
+    Tab,
+    follow_company,
+    history_by_period,
+    opened,
+    summarized,
+)
 from contracts.bookkeeping import BookkeepingEntryCreated
 from contracts.clock import ClockTick
 from contracts.commands import SetEngagement
@@ -243,9 +251,7 @@ def _unchanged_periods(
     if previous is None or previous.now is None or previous.company != tab.company:
         return {}
     before = previous.now
-    entries: dict[str, list[HistoryEntry]] = {}
-    for entry in previous.history:
-        entries.setdefault(entry.period, []).append(entry)
+    entries = history_by_period(previous)
     kept = {}
     for row in previous.periods:
         key = _key(row.period_start, row.period_end)
