@@ -8,7 +8,7 @@ is checked in ``__post_init__`` of the struct that owns the field.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from msgspec import Meta
 
@@ -55,6 +55,25 @@ def normalize_instant(value: dt.datetime) -> dt.datetime:
     """UTC with millisecond precision: what MongoDB stores, so state survives a round trip."""
     utc = value.astimezone(dt.UTC)
     return utc.replace(microsecond=utc.microsecond // 1000 * 1000)
+
+
+def format_instant(value: dt.datetime) -> str:
+    """The one text form of an instant that the service sends: RFC 3339 in UTC, to the
+    millisecond, with `Z` (msgspec alone writes `…24Z` or `…24.040000Z` by the value)."""
+    utc = value.astimezone(dt.UTC)
+    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
+
+
+def instants_as_text(value: Any) -> Any:
+    """``value`` (built-in types, as ``msgspec.to_builtins`` leaves them with datetimes kept)
+    with every datetime written by ``format_instant``."""
+    if isinstance(value, dt.datetime):
+        return format_instant(value)
+    if isinstance(value, dict):
+        return {k: instants_as_text(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [instants_as_text(v) for v in value]
+    return value
 
 
 def luhn_valid(digits: str) -> bool:

@@ -6,6 +6,7 @@ code (for counting and alerting) and a sentence (for a person).
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Final
 
 import msgspec
@@ -27,6 +28,7 @@ from contracts.commands import (
 )
 from contracts.company import AgencyUserChanged, CompanyDetailsChanged, CompanyDisconnected
 from contracts.envelope import Message
+from contracts.fields import instants_as_text
 from contracts.payroll import PayrollMonthCompleted
 from contracts.vat import VatReportReportedChanged, VatReportStepChanged
 
@@ -126,4 +128,7 @@ def decode(body: bytes) -> Message:
 
 
 def encode(message: Message) -> bytes:
-    return _encoder.encode(message)
+    """The JSON of a message the service sends, every instant in the one form of
+    ``format_instant``."""
+    builtins = msgspec.to_builtins(message, builtin_types=(dt.datetime,))
+    return _encoder.encode(instants_as_text(builtins))

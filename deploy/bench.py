@@ -28,6 +28,7 @@ import platform
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -39,16 +40,24 @@ import aio_pika
 import httpx
 
 from consumers.registry import CONSUMERS
+from services.__main__ import ALL_NAMES
 from services.api.auth import issue_token
 from services.clock import publish_tick
 from services.config import Settings
 from services.store.mongo import connect
 from services.sweep import NEXT_DUE, SWEEPS
-from services.topology import ACCOUNTING_EXCHANGE, declare_consumer, queue_name
+from services.topology import (
+    ACCOUNTING_EXCHANGE,
+    declare_consumer,
+    definitions,
+    policies,
+    queue_name,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 SERVERS = ROOT / "deploy" / "servers.sh"
 SECRET = "bench-secret-0123456789abcdef0123456789"
+TIME_TRAVEL_S = 400 * 86400  # the benchmark's ticks run up to a year ahead of the wall clock
 AGENCY = "a-bench"
 PREFETCH = 256
 TIMEOUT_S = 1800  # no part runs longer than this
@@ -66,16 +75,27 @@ def rabbitmqctl(*args: str) -> str:
 
 
 def fresh_settings() -> Settings:
+    """A vhost of its own, with the service's policies, as deploy/servers.sh prepares one."""
     vhost = f"bench-{uuid.uuid4().hex[:8]}"
-    rabbitmqctl("add_vhost", vhost)
-    rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
-    return Settings(
+    settings = Settings(
         amqp_url=f"amqp://guest:guest@127.0.0.1:5672/{vhost}",
         mongo_db=f"bench_{vhost[6:]}",
         jwt_secret=SECRET,
+        service_secret=SECRET,
+        max_clock_skew_s=TIME_TRAVEL_S,
         log_format="json",
         log_level="warning",
     )
+    document = definitions(policies(ALL_NAMES, settings), vhost)
+    document["permissions"] = [
+        {"user": "guest", "vhost": vhost, "configure": ".*", "write": ".*", "read": ".*"}
+    ]
+    with tempfile.NamedTemporaryFile("w", suffix=".json") as file:
+        json.dump(document, file)
+        file.flush()
+        os.chmod(file.name, 0o644)
+        rabbitmqctl("import_definitions", file.name)
+    return settings
 
 
 async def drop(settings: Settings) -> None:
@@ -101,6 +121,8 @@ def env_of(settings: Settings, **extra: str) -> dict[str, str]:
         "BACKOFFICE_MONGO_URL": settings.mongo_url,
         "BACKOFFICE_MONGO_DB": settings.mongo_db,
         "BACKOFFICE_JWT_SECRET": SECRET,
+        "BACKOFFICE_SERVICE_SECRET": SECRET,
+        "BACKOFFICE_MAX_CLOCK_SKEW_S": str(TIME_TRAVEL_S),
         "BACKOFFICE_LOG_FORMAT": "json",
         "BACKOFFICE_LOG_LEVEL": "warning",
         **extra,
@@ -480,7 +502,7 @@ async def sweep(settings: Settings) -> tuple[int, float]:
         before = await _swept(database)
         started = time.monotonic()
         async with await aio_pika.connect(settings.amqp_url) as connection:
-            await publish_tick(await connection.channel(), tick_at, 600)
+            await publish_tick(await connection.channel(), tick_at, SECRET, 600)
 
         async def swept() -> bool:
             mark = await database[SWEEPS].find_one({"_id": "bookkeeping"})
@@ -515,7 +537,7 @@ async def sweep_alone(companies: int) -> list[tuple[str, int, float]]:
                 before = await _swept(database)
                 started = time.monotonic()
                 async with await aio_pika.connect(settings.amqp_url) as connection:
-                    await publish_tick(await connection.channel(), at, 600)
+                    await publish_tick(await connection.channel(), at, SECRET, 600)
 
                 async def passed(at: dt.datetime = at) -> bool:
                     mark = await database[SWEEPS].find_one({"_id": "bookkeeping"})

@@ -9,6 +9,7 @@
 #   deploy/servers.sh down               stop both
 #   deploy/servers.sh status             say what answers
 #   deploy/servers.sh start|stop NAME    one server: rabbitmq or mongo
+#   deploy/servers.sh policies           apply the broker's policies again (after a settings change)
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -61,6 +62,21 @@ rabbit_start() {
     sleep 1
   done
   wait_port "$amqp_port" 60 RabbitMQ
+  rabbit_policies
+}
+
+# The service's policies (alternate exchange, dead-lettering, delivery limit: docs/architecture.md),
+# from the consumers and BACKOFFICE_* settings, so a changed BACKOFFICE_DELIVERY_LIMIT takes
+# effect on the next start. Needs the project's .venv (deploy/setup.sh).
+rabbit_policies() {
+  local py="$root/.venv/bin/python"
+  if [ ! -x "$py" ]; then
+    log "no .venv yet: run deploy/setup.sh, then this script again, to apply the broker policies"
+    return 0
+  fi
+  mkdir -p "$state"
+  (cd "$root" && "$py" -m services broker-definitions) >"$state/definitions.json"
+  rabbitmqctl -q import_definitions "$state/definitions.json" >/dev/null
 }
 
 rabbit_stop() {
@@ -261,6 +277,7 @@ case "${1:-up}" in
   up) rabbit_start; mongo_start; status ;;
   down) mongo_stop; pg_stop; rabbit_stop ;;
   status) status ;;
+  policies) rabbit_policies ;;
   start | stop) one "$1" "${2:?name: rabbitmq or mongo}" ;;
-  *) log "usage: $0 [up|down|status|start NAME|stop NAME]"; exit 2 ;;
+  *) log "usage: $0 [up|down|status|policies|start NAME|stop NAME]"; exit 2 ;;
 esac

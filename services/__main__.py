@@ -8,6 +8,8 @@ python -m services dead-letters NAME         what is in a dead-letter queue, and
 python -m services replay NAME [--limit N]   move dead letters back to be applied again
 python -m services health                    exit 0 when the broker and database answer
 python -m services demo [--companies N]      publish a demo agency and print a token to try it
+python -m services broker-definitions        the broker's policies (and users' permissions), as
+                                             a definitions file for `rabbitmqctl import_definitions`
 """
 
 from __future__ import annotations
@@ -15,9 +17,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import signal
 import sys
-from collections.abc import Awaitable, Callable, Iterator
+import urllib.parse
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 
 import structlog
 import uvicorn
@@ -28,8 +32,9 @@ from services.api.app import create_app
 from services.clock import Clock
 from services.config import Settings
 from services.runner import ConsumerRunner
+from services.signing import check_secret
 from services.store.mongo import MongoStore, connect
-from services.topology import UNROUTED
+from services.topology import ROLES, UNROUTED, definitions, policies
 
 UNROUTED_DEFINITION = ConsumerDefinition(UNROUTED, ())
 ALL_NAMES = [*CONSUMERS, UNROUTED]
@@ -151,6 +156,38 @@ async def health(settings: Settings) -> bool:
     return ok
 
 
+def broker_definitions(
+    settings: Settings, vhost: str | None, grants: list[str], passwords: Sequence[str] = ()
+) -> str:
+    """The definitions document for ``vhost`` (default: the one of BACKOFFICE_AMQP_URL):
+    every policy of the service, each ``USER=ROLE`` grant as that role's permissions, and a
+    user for each ``USER=PASSWORD``."""
+    if vhost is None:
+        path = urllib.parse.urlsplit(settings.amqp_url).path.lstrip("/")
+        vhost = urllib.parse.unquote(path) or "/"
+    permissions = {}
+    for grant in grants:
+        user, _, role = grant.partition("=")
+        if not user or role not in ROLES:
+            raise ValueError(f"--grant {grant!r}: expected USER=ROLE, ROLE one of {sorted(ROLES)}")
+        permissions[user] = ROLES[role]
+    users = dict(p.partition("=")[::2] for p in passwords)
+    if any(not user or not password for user, password in users.items()):
+        raise ValueError("--password: expected USER=PASSWORD")
+    document = definitions(policies(ALL_NAMES, settings), vhost, permissions, users)
+    return json.dumps(document, indent=2, sort_keys=True)
+
+
+def require_secrets(parser: argparse.ArgumentParser, settings: Settings, *, jwt: bool) -> None:
+    """Stops at start, with the reason, when a secret the process needs is missing or short."""
+    try:
+        check_secret("BACKOFFICE_SERVICE_SECRET", settings.service_secret)
+        if jwt:
+            check_secret("BACKOFFICE_JWT_SECRET", settings.jwt_secret)
+    except ValueError as error:
+        parser.error(str(error))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m services",
@@ -176,6 +213,24 @@ def main(argv: list[str] | None = None) -> int:
     demo_parser = commands.add_parser("demo", help="publish a demo agency; print a token")
     demo_parser.add_argument("--companies", type=int, default=36)
     demo_parser.add_argument("--seed", type=int, default=2026)
+    broker = commands.add_parser(
+        "broker-definitions", help="the broker's policies, for rabbitmqctl import_definitions"
+    )
+    broker.add_argument("--vhost", help="default: the vhost of BACKOFFICE_AMQP_URL")
+    broker.add_argument(
+        "--grant",
+        action="append",
+        default=[],
+        metavar="USER=ROLE",
+        help="give a user the permissions of a role: service or upstream",
+    )
+    broker.add_argument(
+        "--password",
+        action="append",
+        default=[],
+        metavar="USER=PASSWORD",
+        help="create the user with this password (a broker that loads the file at boot)",
+    )
     args = parser.parse_args(argv)
 
     try:
@@ -191,20 +246,20 @@ def main(argv: list[str] | None = None) -> int:
             unknown = set(names) - set(ALL_NAMES)
             if unknown:
                 parser.error(f"unknown consumers: {', '.join(sorted(unknown))}")
-            if not args.no_api and not settings.jwt_secret:
-                parser.error("BACKOFFICE_JWT_SECRET must be set for the API (or give --no-api)")
+            require_secrets(parser, settings, jwt=not args.no_api)
             asyncio.run(
                 run_processes(
                     settings, names, with_clock=not args.no_clock, with_api=not args.no_api
                 )
             )
         case "api":
-            if not settings.jwt_secret:
-                parser.error("BACKOFFICE_JWT_SECRET must be set for the API")
+            require_secrets(parser, settings, jwt=True)
             asyncio.run(run_processes(settings, [], with_clock=False, with_api=True))
         case "consumer":
+            require_secrets(parser, settings, jwt=False)
             asyncio.run(run_processes(settings, [args.name], with_clock=False))
         case "clock":
+            require_secrets(parser, settings, jwt=False)
             asyncio.run(run_processes(settings, [], with_clock=True))
         case "dead-letters":
             asyncio.run(show_dead_letters(settings, args.name, args.limit))
@@ -212,11 +267,15 @@ def main(argv: list[str] | None = None) -> int:
             moved = asyncio.run(operations.replay(settings, args.name, args.limit))
             print(f"replayed {moved} messages into backoffice.{args.name}")
         case "demo":
-            if not settings.jwt_secret:
-                parser.error("BACKOFFICE_JWT_SECRET must be set: the token is signed with it")
+            require_secrets(parser, settings, jwt=True)  # it signs commands and a token
             print(asyncio.run(demo.run(settings, args.companies, args.seed)))
         case "health":
             return 0 if asyncio.run(health(settings)) else 1
+        case "broker-definitions":
+            try:
+                print(broker_definitions(settings, args.vhost, args.grant, args.password))
+            except ValueError as error:
+                parser.error(str(error))
     return 0
 
 

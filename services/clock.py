@@ -18,14 +18,17 @@ from contracts.clock import ClockTick
 from contracts.fields import normalize_instant
 from contracts.registry import encode
 from services.config import Settings
+from services.signing import SIGNATURE_HEADER, signature
 from services.supervise import supervise, wait_or_stop
 from services.topology import CLOCK_EXCHANGE
 
 
-def tick_message(now: dt.datetime, expiration_s: float) -> aio_pika.Message:
+def tick_message(now: dt.datetime, secret: str, expiration_s: float) -> aio_pika.Message:
     tick = ClockTick(id=str(uuid.uuid4()), version=1, occurred_at=normalize_instant(now))
+    body = encode(tick)
     return aio_pika.Message(
-        encode(tick),
+        body,
+        headers={SIGNATURE_HEADER: signature(secret, body)},
         content_type="application/json",
         message_id=tick.id,
         expiration=expiration_s,
@@ -34,12 +37,16 @@ def tick_message(now: dt.datetime, expiration_s: float) -> aio_pika.Message:
 
 
 async def publish_tick(
-    channel: aio_pika.abc.AbstractChannel, now: dt.datetime, expiration_s: float = 60
+    channel: aio_pika.abc.AbstractChannel,
+    now: dt.datetime,
+    secret: str,
+    expiration_s: float = 60,
 ) -> None:
+    """Publishes a tick for ``now``, signed with the service's ``secret``."""
     exchange = await channel.declare_exchange(
         CLOCK_EXCHANGE, aio_pika.ExchangeType.FANOUT, durable=True
     )
-    await exchange.publish(tick_message(now, expiration_s), routing_key="")
+    await exchange.publish(tick_message(now, secret, expiration_s), routing_key="")
 
 
 class Clock:
@@ -61,6 +68,8 @@ class Clock:
             self.log.info("ticking", every_s=self.settings.tick_seconds)
             while not stop.is_set():
                 now = self.wall_clock()
-                await publish_tick(channel, now, self.settings.tick_seconds)
+                await publish_tick(
+                    channel, now, self.settings.service_secret, self.settings.tick_seconds
+                )
                 self.log.debug("tick", now=now.isoformat())
                 await wait_or_stop(stop, self.settings.tick_seconds)

@@ -49,6 +49,12 @@ class Settings:
     # crashes on it every time): the last guard against a message retried forever.
     delivery_limit: int = 20
     tick_seconds: float = 60.0
+    # Signs commands and clock ticks (services/signing.py): the API, the clock and every
+    # consumer share it; required to start any of them.
+    service_secret: str = ""
+    # A message dated further than this after the receiver's clock is dead-lettered (`future`):
+    # one event from a wrong clock must not move a tab's time forward for good.
+    max_clock_skew_s: float = 300.0
     # On SIGTERM, how long a batch may still wait for the store before it goes back to the queue.
     shutdown_grace_s: float = 10.0
     # The link to a fiscal year's closing in the client's accounting system (closing rows).
@@ -58,6 +64,9 @@ class Settings:
     api_host: str = "127.0.0.1"
     api_port: int = 8000
     jwt_secret: str = ""
+    # When set, a token's `aud` and `iss` claims must be these.
+    jwt_audience: str = ""
+    jwt_issuer: str = ""
     command_timeout_s: float = 3.0
     log_format: str = "auto"  # auto: console on a terminal, JSON otherwise; or json, console
     log_level: str = "info"

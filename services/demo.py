@@ -23,6 +23,7 @@ from contracts.fields import luhn_valid
 from contracts.registry import decode
 from services.api.auth import issue_token
 from services.config import Settings
+from services.signing import SIGNATURE_HEADER, signature
 from services.store.mongo import connect
 from services.topology import ACCOUNTING_EXCHANGE, COMMANDS_EXCHANGE, declare_consumer
 
@@ -307,6 +308,10 @@ async def publish_all(settings: Settings, messages: list[dict[str, Any]], exchan
             await target.publish(
                 aio_pika.Message(
                     body,
+                    # The demo stands in for the API here, so it signs what it sends.
+                    headers={SIGNATURE_HEADER: signature(settings.service_secret, body)}
+                    if exchange == COMMANDS_EXCHANGE
+                    else None,
                     content_type="application/json",
                     message_id=message["id"],
                     delivery_mode=aio_pika.DeliveryMode.PERSISTENT,

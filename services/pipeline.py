@@ -19,8 +19,9 @@ from consumers.registry import ConsumerDefinition
 from consumers.rulebook import Rejected, Rulebook
 from contracts.clock import ClockTick
 from contracts.envelope import Message
-from contracts.fields import normalize_instant
+from contracts.fields import format_instant, normalize_instant
 from contracts.registry import COMMANDS, INBOUND_EVENTS, INTERNAL, InvalidMessage, decode, type_name
+from services.signing import is_signed
 from services.store import Store, Stored, Write, is_unavailable
 from services.sweep import Sweeper
 
@@ -43,6 +44,8 @@ UNAVAILABLE: Final = "store_unavailable"
 # a caller who stopped waiting (HTTP 202) and polls.
 COMMAND_OUTCOMES: Final = "command_outcomes"
 _COMMAND_TYPES: Final = ACCEPTED_FROM["command"]
+# Only the API sends commands and only the clock sends ticks: each signs what it sends.
+SIGNED_TYPES: Final = ACCEPTED_FROM["command"] | ACCEPTED_FROM["clock"]
 
 
 @dataclass(frozen=True)
@@ -50,6 +53,7 @@ class Delivery:
     body: bytes
     source: Source | None
     routing_key: str = ""
+    signature: object = None  # the signature header, which commands and ticks must carry
 
 
 @dataclass
@@ -93,8 +97,12 @@ class Pipeline:
         tick_chunk: int = 128,
         sweep_page: int = 2000,
         cache_size: int = 5000,
+        secret: str = "",
+        max_clock_skew: dt.timedelta = dt.timedelta(minutes=5),
     ) -> None:
         self.definition = definition
+        self.secret = secret
+        self.max_clock_skew = max_clock_skew
         self.store = store
         self.wall_clock = wall_clock
         self.conflict_retries = conflict_retries
@@ -117,7 +125,7 @@ class Pipeline:
         ticks: list[tuple[int, ClockTick]] = []
         wall = normalize_instant(self.wall_clock())
         for index, delivery in enumerate(deliveries):
-            message, rulebook, refusal = self._admit(delivery)
+            message, rulebook, refusal = self._admit(delivery, wall)
             messages[index] = message
             if refusal is not None:
                 outcomes[index] = refusal
@@ -145,7 +153,7 @@ class Pipeline:
         return [o or Outcome("failed", "transient", "no outcome") for o in outcomes]
 
     def _admit(
-        self, delivery: Delivery
+        self, delivery: Delivery, wall: dt.datetime
     ) -> tuple[Message | None, Rulebook[Any] | None, Outcome | None]:
         try:
             message = decode(delivery.body)
@@ -154,6 +162,21 @@ class Pipeline:
         if delivery.source is not None and message.type not in ACCEPTED_FROM[delivery.source]:
             reason = f"{message.type} is not accepted from the {delivery.source} exchange"
             return None, None, Outcome("invalid", "wrong_source", reason, message)
+        if message.type in SIGNED_TYPES and not is_signed(
+            self.secret, delivery.body, delivery.signature
+        ):
+            reason = (
+                f"{message.type} without a valid signature: only the API sends commands and"
+                " only the clock sends ticks"
+            )
+            return None, None, Outcome("invalid", "unsigned", reason, message)
+        if message.occurred_at > wall + self.max_clock_skew:
+            reason = (
+                f"occurred_at {format_instant(message.occurred_at)} is more than"
+                f" {self.max_clock_skew.total_seconds():g} s after this consumer's clock"
+                f" ({format_instant(wall)}): the sender's clock is wrong"
+            )
+            return None, None, Outcome("invalid", "future", reason, message)
         rulebook = self.definition.rulebook_for(message.type)
         if rulebook is None and not self.definition.rulebooks:
             # The catch-all of messages the broker could route nowhere.

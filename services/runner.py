@@ -30,8 +30,10 @@ import structlog
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
 
 from consumers.registry import ConsumerDefinition
+from contracts.fields import format_instant
 from services.config import Settings
 from services.pipeline import UNAVAILABLE, Delivery, Outcome, Pipeline, Source
+from services.signing import SIGNATURE_HEADER
 from services.store import Store, is_unavailable
 from services.supervise import supervise, wait_or_stop
 from services.topology import (
@@ -95,7 +97,14 @@ class ConsumerRunner:
     ) -> None:
         self.definition = definition
         self.settings = settings
-        self.pipeline = Pipeline(definition, store, wall_clock, cache_size=settings.cache_size)
+        self.pipeline = Pipeline(
+            definition,
+            store,
+            wall_clock,
+            cache_size=settings.cache_size,
+            secret=settings.service_secret,
+            max_clock_skew=dt.timedelta(seconds=settings.max_clock_skew_s),
+        )
         self.counters = Counters()
         self.consuming = asyncio.Event()  # set while a session consumes; for readiness
         self.store_down = False  # set while a batch waits for the store to answer again
@@ -213,7 +222,15 @@ class ConsumerRunner:
         stop: asyncio.Event,
     ) -> bool:
         """Applies and settles ``batch``; False if stopping left it unapplied (requeued)."""
-        deliveries = [Delivery(m.body, self._source(m), m.routing_key or "") for m in batch]
+        deliveries = [
+            Delivery(
+                m.body,
+                self._source(m),
+                m.routing_key or "",
+                (m.headers or {}).get(SIGNATURE_HEADER),
+            )
+            for m in batch
+        ]
         while True:
             outcomes = await self._or_stop(self.pipeline.handle(deliveries), stop)
             unavailable = next((o for o in outcomes or () if o.code == UNAVAILABLE), None)
@@ -322,6 +339,7 @@ class ConsumerRunner:
                 incoming,
                 retry_queue_name(self.definition.name, delay),
                 {ATTEMPT_HEADER: attempt + 1, "x-last-error": outcome.reason},
+                expires_in_s=delay,
             )
             self.counters.retried += 1
             log.warning("retry scheduled", error=outcome.reason, retry_in_s=delay)
@@ -341,7 +359,7 @@ class ConsumerRunner:
                     "x-reason-code": code,
                     "x-consumer": self.definition.name,
                     ATTEMPT_HEADER: attempt,
-                    "x-dead-lettered-at": utc_now().isoformat(),
+                    "x-dead-lettered-at": format_instant(utc_now()),
                 },
             )
             self.counters.dead_lettered += 1
@@ -376,7 +394,10 @@ class ConsumerRunner:
         incoming: AbstractIncomingMessage,
         queue: str,
         extra_headers: dict[str, Any],
+        expires_in_s: float | None = None,
     ) -> None:
+        """Publishes a copy of ``incoming`` to ``queue``. A retry copy expires after its delay,
+        and the retry queue's policy then sends it back to the main queue."""
         headers: dict[str, Any] = dict(incoming.headers or {})
         headers.setdefault("x-original-exchange", incoming.exchange or "")
         headers.setdefault("x-original-routing-key", incoming.routing_key or "")
@@ -394,6 +415,7 @@ class ConsumerRunner:
             reply_to=incoming.reply_to,
             correlation_id=incoming.correlation_id,
             delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            expiration=expires_in_s,
         )
         await channel.default_exchange.publish(copy, routing_key=queue)
 

@@ -5,18 +5,26 @@
                                                           --> backoffice.unrouted
     backoffice.commands (topic, the API)  --type-->     backoffice.<consumer>
     backoffice.clock (fanout)             --------->    backoffice.<consumer>   (if it follows time)
-    backoffice.<consumer>.retry.<ms>ms  (TTL, then back to backoffice.<consumer>)
+    backoffice.<consumer>.retry.<ms>ms  (each copy expires after <ms>, then back to the main queue)
     backoffice.<consumer>.dead          (quorum; invalid, rejected and exhausted messages)
 
 The main queue has a single active consumer: replicas stand by rather than compete.
 
-Every declaration is idempotent, so each consumer declares what it uses when it connects.
+Every declaration is idempotent and carries no argument but the queue's type (and single active
+consumer), so each consumer declares what it uses when it connects, and upstream may declare
+`accounting.events` as the contract says, before or after us. What an operator may tune (the
+alternate exchange, dead-lettering, the delivery limit) is set by RabbitMQ policies, which
+``policies`` derives from the consumers and the settings; `deploy/servers.sh` applies them with
+`rabbitmqctl`, and the compose broker loads them from `deploy/rabbitmq/definitions.json`. A retry's
+delay travels on the copy itself (its expiration), so no queue argument names it either.
 """
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractQueue
@@ -67,13 +75,9 @@ def bindings(definition: ConsumerDefinition) -> list[Binding]:
 
 async def declare_exchanges(channel: AbstractChannel) -> None:
     await channel.declare_exchange(UNROUTED_EXCHANGE, aio_pika.ExchangeType.FANOUT, durable=True)
-    await channel.declare_exchange(
-        ACCOUNTING_EXCHANGE,
-        aio_pika.ExchangeType.TOPIC,
-        durable=True,
-        # An event whose type no consumer binds is kept, not dropped by the broker.
-        arguments={"alternate-exchange": UNROUTED_EXCHANGE},
-    )
+    # Exactly as SPEC §7 says: an event whose type no consumer binds reaches the catch-all
+    # through the alternate exchange that a policy sets (``policies``).
+    await channel.declare_exchange(ACCOUNTING_EXCHANGE, aio_pika.ExchangeType.TOPIC, durable=True)
     await channel.declare_exchange(COMMANDS_EXCHANGE, aio_pika.ExchangeType.TOPIC, durable=True)
     await channel.declare_exchange(CLOCK_EXCHANGE, aio_pika.ExchangeType.FANOUT, durable=True)
 
@@ -89,15 +93,7 @@ async def declare_consumer(
         dead_queue_name(name), durable=True, arguments={"x-queue-type": "quorum"}
     )
     for delay in settings.retry_delays:
-        await channel.declare_queue(
-            retry_queue_name(name, delay),
-            durable=True,
-            arguments={
-                "x-message-ttl": round(delay * 1000),
-                "x-dead-letter-exchange": "",
-                "x-dead-letter-routing-key": main,
-            },
-        )
+        await channel.declare_queue(retry_queue_name(name, delay), durable=True)
     queue = await channel.declare_queue(
         main,
         durable=True,
@@ -107,11 +103,125 @@ async def declare_consumer(
             # aggregate then has one writer at a time. FerretDB cannot make a filtered replace
             # atomic (it reads, then writes by _id), so competing writers could lose an update.
             "x-single-active-consumer": True,
-            "x-delivery-limit": settings.delivery_limit,
-            "x-dead-letter-exchange": "",
-            "x-dead-letter-routing-key": dead_queue_name(name),
         },
     )
     for binding in bindings(definition):
         await queue.bind(binding.exchange, routing_key=binding.routing_key)
     return queue
+
+
+@dataclass(frozen=True)
+class Policy:
+    """A RabbitMQ policy: what the broker adds to the exchanges or queues a pattern matches."""
+
+    name: str
+    pattern: str
+    apply_to: str  # exchanges or queues
+    definition: dict[str, Any]
+    priority: int = 0
+
+
+POLICY_PREFIX: Final = "backoffice."
+
+
+def _exactly(name: str) -> str:
+    return "^" + re.escape(name) + "$"
+
+
+def policies(consumer_names: Iterable[str], settings: Settings) -> list[Policy]:
+    """The policies the service needs, one per object so none shadows another: the alternate
+    exchange of `accounting.events`; per consumer, its main queue's dead-lettering and delivery
+    limit (the last guard against a message that crashes its consumer every time), and where
+    its retry queues send a copy once it expires."""
+    found = [
+        Policy(
+            POLICY_PREFIX + "accounting-events",
+            _exactly(ACCOUNTING_EXCHANGE),
+            "exchanges",
+            {"alternate-exchange": UNROUTED_EXCHANGE},
+        )
+    ]
+    for name in consumer_names:
+        main = queue_name(name)
+        found.append(
+            Policy(
+                POLICY_PREFIX + name,
+                _exactly(main),
+                "queues",
+                {
+                    "dead-letter-exchange": "",
+                    "dead-letter-routing-key": dead_queue_name(name),
+                    "delivery-limit": settings.delivery_limit,
+                },
+            )
+        )
+        found.append(
+            Policy(
+                POLICY_PREFIX + name + ".retry",
+                "^" + re.escape(main + ".retry.") + r"[0-9]+ms$",
+                "queues",
+                {"dead-letter-exchange": "", "dead-letter-routing-key": main},
+            )
+        )
+    return found
+
+
+@dataclass(frozen=True)
+class Permissions:
+    """What a broker user may do on a vhost: regular expressions over exchange and queue names
+    (``amq.default`` is the default exchange, ``amq.gen-*`` the server-named queues)."""
+
+    configure: str
+    write: str
+    read: str
+
+
+# The service (consumers, clock, API): its own exchanges and queues, the replies' server-named
+# queues, and the default exchange, through which it moves copies to retry and dead-letter
+# queues and answers a command's sender.
+SERVICE_PERMISSIONS: Final = Permissions(
+    configure=r"^(backoffice|accounting)\.|^amq\.gen-",
+    write=r"^(backoffice|accounting)\.|^amq\.default$|^amq\.gen-",
+    read=r"^(backoffice|accounting)\.|^amq\.gen-",
+)
+# An upstream publisher: declares `accounting.events` (SPEC §7) and publishes there; nothing
+# else, so it can neither reach a queue through the default exchange nor read one.
+UPSTREAM_PERMISSIONS: Final = Permissions(
+    configure=_exactly(ACCOUNTING_EXCHANGE), write=_exactly(ACCOUNTING_EXCHANGE), read="^$"
+)
+
+
+ROLES: Final = {"service": SERVICE_PERMISSIONS, "upstream": UPSTREAM_PERMISSIONS}
+
+
+def definitions(
+    found: Iterable[Policy],
+    vhost: str = "/",
+    permissions: dict[str, Permissions] | None = None,
+    passwords: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """A RabbitMQ definitions document holding ``found`` and the users' ``permissions`` on
+    ``vhost``: what `rabbitmqctl import_definitions` applies, or a broker loads at boot. Users
+    are created only for those given a password; the others must exist."""
+    return {
+        "users": [
+            {"name": user, "password": password, "tags": ""}
+            for user, password in (passwords or {}).items()
+        ],
+        "vhosts": [{"name": vhost}],
+        "permissions": [
+            {"user": user, "vhost": vhost, **vars(granted)}
+            for user, granted in (permissions or {}).items()
+        ],
+        "policies": [
+            {
+                "vhost": vhost,
+                "name": p.name,
+                "pattern": p.pattern,
+                "apply-to": p.apply_to,
+                "definition": p.definition,
+                "priority": p.priority,
+            }
+            for p in found
+        ],
+    }

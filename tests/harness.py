@@ -7,13 +7,16 @@ no documents. The servers are started by ``deploy/servers.sh`` when they do not 
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import dataclasses
 import json
 import os
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from pathlib import Path
@@ -26,14 +29,22 @@ from pymongo import AsyncMongoClient
 from consumers.registry import CONSUMERS
 from contracts.envelope import Message
 from contracts.registry import encode
-from services.__main__ import definition
+from services.__main__ import ALL_NAMES, definition
 from services.config import Settings
 from services.runner import ConsumerRunner
+from services.signing import SIGNATURE_HEADER, signature
 from services.store.mongo import MongoStore, connect
-from services.topology import ACCOUNTING_EXCHANGE, COMMANDS_EXCHANGE, dead_queue_name
+from services.topology import (
+    ACCOUNTING_EXCHANGE,
+    COMMANDS_EXCHANGE,
+    dead_queue_name,
+    definitions,
+    policies,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 SERVERS = ROOT / "deploy" / "servers.sh"
+SERVICE_SECRET = "service-secret-for-tests-only-0123456789abcdef"
 
 
 def port_open(port: int) -> bool:
@@ -59,6 +70,13 @@ class LocalServers:
         return subprocess.run(
             ["rabbitmqctl", "-q", *args], check=True, capture_output=True, text=True
         ).stdout
+
+    def import_definitions(self, document: dict[str, Any]) -> None:
+        with tempfile.NamedTemporaryFile("w", suffix=".json") as file:
+            json.dump(document, file)
+            file.flush()
+            os.chmod(file.name, 0o644)  # rabbitmqctl may run as the rabbitmq user
+            self.rabbitmqctl("import_definitions", file.name)
 
     def stop_database(self) -> None:
         self._script("stop", "mongo")
@@ -92,6 +110,15 @@ class DockerServers:
             raise subprocess.CalledProcessError(code, ["rabbitmqctl", *args], output)
         return str(output.decode() if isinstance(output, bytes) else output)
 
+    def import_definitions(self, document: dict[str, Any]) -> None:
+        encoded = base64.b64encode(json.dumps(document).encode()).decode()
+        code, output = self.rabbitmq.exec(
+            ["sh", "-c", f"echo {encoded} | base64 -d > /tmp/definitions.json"]
+        )
+        if code != 0:
+            raise subprocess.CalledProcessError(code, ["sh"], output)
+        self.rabbitmqctl("import_definitions", "/tmp/definitions.json")
+
     def stop_database(self) -> None:
         self.mongo.get_wrapped_container().pause()
 
@@ -118,8 +145,12 @@ def servers() -> Iterable[Servers]:
 @pytest.fixture
 def amqp_url(servers: Servers) -> Iterable[str]:
     vhost = f"test-{uuid.uuid4().hex[:12]}"
-    servers.rabbitmqctl("add_vhost", vhost)
-    servers.rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
+    # A vhost as deploy/servers.sh prepares one: the service's policies, guest may do anything.
+    document = definitions(policies(ALL_NAMES, Settings()), vhost)
+    document["permissions"] = [
+        {"user": "guest", "vhost": vhost, "configure": ".*", "write": ".*", "read": ".*"}
+    ]
+    servers.import_definitions(document)
     yield f"amqp://guest:guest@{servers.amqp_host}/{vhost}"
     with contextlib.suppress(subprocess.CalledProcessError):
         servers.rabbitmqctl("delete_vhost", vhost)
@@ -148,6 +179,7 @@ def settings(servers: Servers, amqp_url: str, mongo_db: str) -> Settings:
         mongo_timeout_ms=1000,
         batch_linger_ms=5,
         retry_delays=(0.3, 0.6, 1.0, 1.5, 2.0, 2.0, 2.0, 2.0, 2.0, 2.0, 2.0, 2.0),
+        service_secret=SERVICE_SECRET,
         log_format="console",
     )
 
@@ -161,6 +193,8 @@ def env_for(settings: Settings) -> dict[str, str]:
         BACKOFFICE_MONGO_DB=settings.mongo_db,
         BACKOFFICE_MONGO_TIMEOUT_MS=str(settings.mongo_timeout_ms),
         BACKOFFICE_RETRY_DELAYS=",".join(str(d) for d in settings.retry_delays),
+        BACKOFFICE_SERVICE_SECRET=settings.service_secret,
+        BACKOFFICE_MAX_CLOCK_SKEW_S=str(settings.max_clock_skew_s),
         BACKOFFICE_LOG_FORMAT="json",
     )
     return env
@@ -223,12 +257,26 @@ async def system(settings: Settings, mongo: Any) -> AsyncIterator[System]:
     await running.close()
 
 
+TIME_TRAVEL_S = 2 * 366 * 86400
+
+
+@pytest.fixture
+async def time_travelling_system(settings: Settings, mongo: Any) -> AsyncIterator[System]:
+    """Consumers that take messages dated up to two years ahead of their clock: for data and
+    ticks set in a future year (the guard against wrong clocks would refuse them)."""
+    running = System(dataclasses.replace(settings, max_clock_skew_s=TIME_TRAVEL_S))
+    yield running
+    await running.close()
+
+
 async def publish(
     amqp_url: str,
     messages: Iterable[Message | tuple[str, bytes]],
     exchange_name: str = ACCOUNTING_EXCHANGE,
+    secret: str | None = None,
 ) -> None:
-    """Publishes as upstream does: routing key = type, persistent, JSON, confirmed."""
+    """Publishes as upstream does: routing key = type, persistent, JSON, confirmed; with a
+    ``secret``, signed as the API signs its commands."""
     async with await aio_pika.connect(amqp_url) as connection:
         channel = await connection.channel(publisher_confirms=True)
         exchange = await channel.get_exchange(exchange_name)
@@ -241,6 +289,7 @@ async def publish(
             await exchange.publish(
                 aio_pika.Message(
                     body,
+                    headers={SIGNATURE_HEADER: signature(secret, body)} if secret else None,
                     content_type="application/json",
                     message_id=message_id,
                     delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
@@ -249,8 +298,19 @@ async def publish(
             )
 
 
-async def publish_commands(amqp_url: str, messages: Iterable[Message]) -> None:
-    await publish(amqp_url, messages, COMMANDS_EXCHANGE)
+def signed(command: Message, **properties: Any) -> aio_pika.Message:
+    """A command as the API publishes it: signed with the service secret."""
+    body = encode(command)
+    return aio_pika.Message(
+        body, headers={SIGNATURE_HEADER: signature(SERVICE_SECRET, body)}, **properties
+    )
+
+
+async def publish_commands(
+    amqp_url: str, messages: Iterable[Message], secret: str = SERVICE_SECRET
+) -> None:
+    """Commands as the API sends them, signed."""
+    await publish(amqp_url, messages, COMMANDS_EXCHANGE, secret)
 
 
 async def dead_letters(amqp_url: str, consumer: str) -> list[aio_pika.abc.AbstractIncomingMessage]:

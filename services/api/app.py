@@ -34,8 +34,10 @@ from services.api.auth import Caller, Unauthorized, caller_from_header
 from services.api.commands import CommandBus
 from services.api.problems import Refused, Unavailable, http_problem, unexpected_problem
 from services.api.reads import BadCursor, ReadModel
+from services.api.responses import ApiResponse
 from services.config import Settings
 from services.runner import CONSUMER_STATS
+from services.signing import check_secret
 from services.store.mongo import connect
 from services.topology import dead_queue_name, queue_name
 
@@ -57,8 +59,12 @@ def utc_now() -> dt.datetime:
 # ------------------------------------------------------------------ dependencies
 async def provide_caller(request: Request[Any, Any, Any]) -> Caller:
     try:
+        settings: Settings = request.app.state.settings
         return caller_from_header(
-            request.headers.get("authorization"), request.app.state.settings.jwt_secret
+            request.headers.get("authorization"),
+            settings.jwt_secret,
+            audience=settings.jwt_audience,
+            issuer=settings.jwt_issuer,
         )
     except Unauthorized as error:
         raise NotAuthorizedException(detail=str(error)) from None
@@ -490,14 +496,14 @@ async def openapi_json(request: Request[Any, Any, Any]) -> dict[str, Any]:
 
 # ------------------------------------------------------------------ the application
 def create_app(settings: Settings) -> Litestar:
-    if not settings.jwt_secret:
-        raise ValueError("BACKOFFICE_JWT_SECRET must be set to run the API")
+    check_secret("BACKOFFICE_JWT_SECRET", settings.jwt_secret)
+    check_secret("BACKOFFICE_SERVICE_SECRET", settings.service_secret)
 
     @asynccontextmanager
     async def resources(app: Litestar) -> AsyncIterator[None]:
         client = connect(settings.mongo_url, settings.mongo_timeout_ms)
         app.state.reads = ReadModel(client[settings.mongo_db])
-        app.state.bus = CommandBus(settings.amqp_url)
+        app.state.bus = CommandBus(settings.amqp_url, settings.service_secret)
         try:
             yield
         finally:
@@ -531,6 +537,7 @@ def create_app(settings: Settings) -> Litestar:
         dependencies={"caller": Provide(provide_caller)},
         lifespan=[resources],
         state=State({"settings": settings}),
+        response_class=ApiResponse,
         middleware=[prometheus.middleware],
         exception_handlers={HTTPException: http_problem, Exception: unexpected_problem},
         openapi_config=OpenAPIConfig(

@@ -18,6 +18,7 @@ from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractIncomingMe
 
 from contracts.envelope import Message
 from contracts.registry import encode
+from services.signing import SIGNATURE_HEADER, signature
 from services.topology import COMMANDS_EXCHANGE, declare_exchanges
 
 OWNERS: Final = {
@@ -31,8 +32,9 @@ OWNERS: Final = {
 
 
 class CommandBus:
-    def __init__(self, amqp_url: str) -> None:
+    def __init__(self, amqp_url: str, secret: str) -> None:
         self.amqp_url = amqp_url
+        self.secret = secret  # signs each command: its owner takes no unsigned one
         self.log = structlog.get_logger().bind(component="api")
         self._connection: AbstractConnection | None = None
         self._channel: AbstractChannel | None = None
@@ -71,9 +73,11 @@ class CommandBus:
         self._pending[command.id] = (OWNERS[command.type], future)
         try:
             exchange = await channel.get_exchange(COMMANDS_EXCHANGE)
+            body = encode(command)
             await exchange.publish(
                 aio_pika.Message(
-                    encode(command),
+                    body,
+                    headers={SIGNATURE_HEADER: signature(self.secret, body)},
                     content_type="application/json",
                     message_id=command.id,
                     correlation_id=command.id,

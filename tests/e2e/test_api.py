@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import re
 from typing import Any
 
 from tests import factories as f
@@ -12,6 +13,19 @@ from tests.e2e.world import build_world, client
 from tests.harness import RunningSystem, Servers, eventually, publish
 
 PROBLEM = "application/problem+json"
+INSTANT = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z")
+LOOKS_LIKE_AN_INSTANT = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T")
+
+
+def instants_in(value: Any) -> list[str]:
+    """Every string in a JSON answer that holds a date and a time."""
+    if isinstance(value, str):
+        return [value] if LOOKS_LIKE_AN_INSTANT.match(value) else []
+    if isinstance(value, dict):
+        return [s for v in value.values() for s in instants_in(v)]
+    if isinstance(value, list):
+        return [s for v in value for s in instants_in(v)]
+    return []
 
 
 async def test_a_consultant_works_through_the_back_office(running_system: RunningSystem) -> None:
@@ -39,7 +53,7 @@ async def test_a_consultant_works_through_the_back_office(running_system: Runnin
         february = next(p for p in tab["periods"] if p["period"] == "2026-02")
         assert february["status"] == "new"
         assert february["status_label"] == {"sv": "Ny", "en": "New"}
-        assert february["updated_by_company_at"] == "2026-03-04T09:00:00Z"
+        assert february["updated_by_company_at"] == "2026-03-04T09:00:00.000Z"
 
         # Act: start work on February, send January back with a new last day.
         row = await api.put(
@@ -100,8 +114,8 @@ async def test_a_consultant_works_through_the_back_office(running_system: Runnin
         # History: the consultant's changes, newest first, paged.
         first = (await api.get("/v1/companies/c-2002/history", params={"limit": 2})).json()
         assert len(first["items"]) == 2 and first["next_cursor"]
-        ats = [i["at"] for i in first["items"]]
-        assert ats == sorted(ats, reverse=True)
+        ats = [dt.datetime.fromisoformat(i["at"]) for i in first["items"]]
+        assert ats == sorted(ats, reverse=True)  # as instants: text need not sort as they do
         rest = (
             await api.get(
                 "/v1/companies/c-2002/history",
@@ -109,6 +123,10 @@ async def test_a_consultant_works_through_the_back_office(running_system: Runnin
             )
         ).json()
         every = first["items"] + rest["items"]
+        # One text form for every instant (RFC 3339, UTC, milliseconds, Z), in every answer.
+        answers = [every, notes, (await api.get("/v1/companies/c-2002/bookkeeping")).json()]
+        found = instants_in(answers)
+        assert found and all(INSTANT.fullmatch(text) for text in found), found
         assert any(i["cause"] == {"kind": "user", "id": "u-1"} for i in every)
         assert len({(i["domain"], i["period"], i["at"], i["to"]) for i in every}) == len(every)
 

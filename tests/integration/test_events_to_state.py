@@ -11,7 +11,7 @@ import aio_pika
 
 from consumers.bookkeeping import BookkeepingTab
 from consumers.directory import AgencyUserEntry, CompanyEntry
-from contracts.registry import decode, encode
+from contracts.registry import decode
 from services.clock import publish_tick
 from services.store.port import from_document
 from tests import factories as f
@@ -20,13 +20,17 @@ from tests.harness import (
     dead_letters,
     eventually,
     publish,
+    signed,
 )
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "data" / "events.valid.jsonl"
 KEY = f"{f.AGENCY}/{f.COMPANY}"
 
 
-async def test_the_example_events_become_documented_state(system: System) -> None:
+async def test_the_example_events_become_documented_state(
+    time_travelling_system: System,
+) -> None:
+    system = time_travelling_system  # the examples are dated up to 2027
     await system.start()
     examples = [decode(line.encode()) for line in EXAMPLES.read_text().splitlines() if line]
     await publish(system.settings.amqp_url, examples)
@@ -78,13 +82,16 @@ async def test_the_example_events_become_documented_state(system: System) -> Non
     assert system.runners["unrouted"].counters.dead_lettered == 0
 
 
-async def test_the_clock_moves_statuses_and_periods(system: System) -> None:
+async def test_the_clock_moves_statuses_and_periods(time_travelling_system: System) -> None:
+    system = time_travelling_system  # the tick comes from a clock ahead of the consumer's
     await system.start("bookkeeping")
     await publish(system.settings.amqp_url, [f.details("2026-01-02T08:00")])
     await eventually(lambda: system.document("bookkeeping", KEY), what="the tab")
     async with await aio_pika.connect(system.settings.amqp_url) as connection:
         channel = await connection.channel()
-        await publish_tick(channel, dt.datetime(2027, 1, 6, 12, 0, tzinfo=dt.UTC))
+        await publish_tick(
+            channel, dt.datetime(2027, 1, 6, 12, 0, tzinfo=dt.UTC), system.settings.service_secret
+        )
 
     async def january_2027_shown() -> bool:
         doc = await system.document("bookkeeping", KEY)
@@ -111,7 +118,7 @@ async def test_commands_are_answered_and_their_outcome_recorded(system: System) 
         exchange = await channel.get_exchange("backoffice.commands")
         for command in (accepted, refused):
             await exchange.publish(
-                aio_pika.Message(encode(command), correlation_id=command.id, reply_to=replies.name),
+                signed(command, correlation_id=command.id, reply_to=replies.name),
                 routing_key=command.type,
             )
         answers = {}
@@ -155,7 +162,7 @@ async def test_a_command_retried_after_a_passing_failure_still_answers(system: S
         replies = await channel.declare_queue(exclusive=True)
         exchange = await channel.get_exchange("backoffice.commands")
         await exchange.publish(
-            aio_pika.Message(encode(command), correlation_id=command.id, reply_to=replies.name),
+            signed(command, correlation_id=command.id, reply_to=replies.name),
             routing_key=command.type,
         )
         async with replies.iterator(timeout=20) as incoming:

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import pytest
 
+from services.__main__ import main
 from services.config import Settings
 
 
@@ -52,3 +53,30 @@ def test_the_closing_link_reaches_the_closing_rows() -> None:
     (rulebook,) = definition("closing", settings).rulebooks
     state = replay(rulebook, [f.details()], "2026-03-01T12:00")
     assert state.periods[0].closing_url == "https://erp.example/c-2002"
+
+
+@pytest.mark.parametrize("name", ["BACKOFFICE_JWT_SECRET", "BACKOFFICE_SERVICE_SECRET"])
+@pytest.mark.parametrize("command", [["api"], ["run"]])
+def test_a_process_refuses_to_start_with_a_short_secret(
+    name: str,
+    command: list[str],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("BACKOFFICE_JWT_SECRET", "j" * 32)
+    monkeypatch.setenv("BACKOFFICE_SERVICE_SECRET", "s" * 32)
+    monkeypatch.setenv(name, "x" * 31)
+    with pytest.raises(SystemExit) as stopped:
+        main(command)
+    assert stopped.value.code == 2
+    assert f"{name} must be set to at least 32 bytes (it has 31)" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", [["consumer", "bookkeeping"], ["clock"]])
+def test_consumers_and_the_clock_need_the_service_secret(
+    command: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("BACKOFFICE_SERVICE_SECRET", raising=False)
+    with pytest.raises(SystemExit):
+        main(command)
+    assert "BACKOFFICE_SERVICE_SECRET must be set" in capsys.readouterr().err

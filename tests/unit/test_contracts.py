@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 
 from contracts.company import CompanyDetailsChanged
-from contracts.fields import luhn_valid
+from contracts.fields import format_instant, luhn_valid
 from contracts.registry import INBOUND_EVENTS, InvalidMessage, decode, encode, type_name
 from tests import factories as f
 
@@ -217,3 +219,56 @@ def test_sent_is_no_status_a_consultant_sets() -> None:
         "2026-03-04T09:00",
     )
     assert reason(body)[0] == "invalid"
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        (dt.datetime(2026, 3, 5, 9, 12, 24, tzinfo=dt.UTC), "2026-03-05T09:12:24.000Z"),
+        (dt.datetime(2026, 3, 5, 9, 12, 24, 40000, tzinfo=dt.UTC), "2026-03-05T09:12:24.040Z"),
+        (dt.datetime(2026, 3, 5, 9, 12, 24, 999999, tzinfo=dt.UTC), "2026-03-05T09:12:24.999Z"),
+        (
+            dt.datetime(2026, 3, 5, 10, 12, 24, tzinfo=dt.timezone(dt.timedelta(hours=1))),
+            "2026-03-05T09:12:24.000Z",
+        ),
+    ],
+)
+def test_an_instant_has_one_text_form(value: dt.datetime, text: str) -> None:
+    assert format_instant(value) == text
+
+
+def test_messages_the_service_sends_write_every_instant_the_same_way() -> None:
+    whole = f.set_status("2026-01", "done", "2026-03-02T09:00")
+    fraction = msgspec.structs.replace(
+        whole, occurred_at=whole.occurred_at.replace(microsecond=40000)
+    )
+    texts = [json.loads(encode(m))["occurred_at"] for m in (whole, fraction)]
+    assert texts == ["2026-03-02T09:00:00.000Z", "2026-03-02T09:00:00.040Z"]
+    assert sorted(texts) == texts  # as text, in the order of the instants
+    assert decode(encode(fraction)) == fraction
+
+
+class Row(msgspec.Struct):
+    at: dt.datetime
+    day: dt.date
+
+
+def test_the_api_writes_every_instant_the_same_way() -> None:
+    from litestar import Litestar, get
+    from litestar.testing import TestClient
+
+    from services.api.responses import ApiResponse
+
+    @get("/rows", sync_to_thread=False)
+    def rows() -> dict[str, list[Row]]:
+        at = dt.datetime(2026, 3, 5, 9, 12, 24, tzinfo=dt.UTC)
+        return {"items": [Row(at, at.date()), Row(at.replace(microsecond=40000), at.date())]}
+
+    with TestClient(Litestar([rows], response_class=ApiResponse)) as api:
+        body = api.get("/rows").json()
+    assert body == {
+        "items": [
+            {"at": "2026-03-05T09:12:24.000Z", "day": "2026-03-05"},
+            {"at": "2026-03-05T09:12:24.040Z", "day": "2026-03-05"},
+        ]
+    }

@@ -14,6 +14,7 @@ from consumers.registry import CONSUMERS
 from contracts.envelope import Message
 from contracts.registry import encode
 from services.pipeline import Delivery, Pipeline, Source
+from services.signing import signature
 from services.store import Write
 from services.store.memory import MemoryStore
 from tests import factories as f
@@ -22,8 +23,14 @@ WALL = dt.datetime(2026, 3, 10, 12, 0, tzinfo=dt.UTC)
 KEY = f"{f.AGENCY}/{f.COMPANY}"
 
 
-def delivery(message: Message, source: Source = "event") -> Delivery:
-    return Delivery(encode(message), source, message.type)
+SECRET = "pipeline-test-secret-0123456789abcdef0123"
+
+
+def delivery(message: Message, source: Source = "event", secret: str | None = SECRET) -> Delivery:
+    """A delivery through ``source``; commands and ticks signed as the API and clock sign."""
+    body = encode(message)
+    signed = source in ("command", "clock") and secret is not None
+    return Delivery(body, source, message.type, signature(secret, body) if signed else None)
 
 
 @pytest.fixture
@@ -32,7 +39,7 @@ def store() -> MemoryStore:
 
 
 def pipeline(store: Any, consumer: str = "bookkeeping") -> Pipeline:
-    return Pipeline(CONSUMERS[consumer], store, lambda: WALL)
+    return Pipeline(CONSUMERS[consumer], store, lambda: WALL, secret=SECRET)
 
 
 async def tab(store: MemoryStore) -> BookkeepingTab:
@@ -196,9 +203,82 @@ async def test_a_remembered_aggregate_costs_no_read_and_a_stale_copy_is_reloaded
     }
 
 
-async def test_events_cannot_speak_for_a_time_after_the_wall_clock(store: MemoryStore) -> None:
-    await pipeline(store).handle([delivery(f.details("2026-12-01T00:00"))])
-    assert (await tab(store)).now == WALL
+async def test_an_event_a_little_ahead_of_the_wall_clock_is_applied_as_of_now(
+    store: MemoryStore,
+) -> None:
+    (outcome,) = await pipeline(store).handle([delivery(f.details("2026-03-10T12:04:59"))])
+    assert outcome.kind == "applied"
+    assert (await tab(store)).now == WALL  # no tab's time moves past the receiver's clock
+
+
+@pytest.mark.parametrize("source", ["event", "clock"])
+async def test_a_message_dated_beyond_the_allowed_skew_is_dead_lettered_as_future(
+    store: MemoryStore, source: Source
+) -> None:
+    message = (
+        f.details("2026-03-10T12:05:01") if source == "event" else f.tick("2026-03-10T12:05:01")
+    )
+    (outcome,) = await pipeline(store).handle([delivery(message, source)])
+    assert (outcome.kind, outcome.code) == ("invalid", "future")
+    assert "2026-03-10T12:05:01" in outcome.reason
+    assert await store.load("bookkeeping", BookkeepingTab, [KEY]) == {}
+    # A later, correct update of the company details is then applied as usual.
+    (outcome,) = await pipeline(store).handle([delivery(f.details("2026-03-09T08:00"))])
+    assert outcome.kind == "applied"
+
+
+async def test_the_allowed_skew_is_a_setting(store: MemoryStore) -> None:
+    lenient = Pipeline(
+        CONSUMERS["bookkeeping"],
+        store,
+        lambda: WALL,
+        secret=SECRET,
+        max_clock_skew=dt.timedelta(days=1),
+    )
+    (outcome,) = await lenient.handle([delivery(f.details("2026-03-11T11:00"))])
+    assert outcome.kind == "applied"
+
+
+@pytest.mark.parametrize(
+    ("message", "source"),
+    [
+        (f.set_status("2026-01", "done", "2026-03-02T09:00"), "command"),
+        (f.tick("2026-03-10T00:00"), "clock"),
+        # Straight into the queue through the default exchange: no source at all.
+        (f.set_status("2026-01", "done", "2026-03-02T09:00"), None),
+        (f.tick("2026-03-10T00:00"), None),
+    ],
+)
+@pytest.mark.parametrize("forged", ["none", "other secret", "other body"])
+async def test_commands_and_ticks_without_the_services_signature_are_dead_lettered(
+    store: MemoryStore, message: Message, source: Source | None, forged: str
+) -> None:
+    await pipeline(store).handle([delivery(f.details())])
+    body = encode(message)
+    claimed = {
+        "none": None,
+        "other secret": signature("x" * 40, body),
+        "other body": signature(SECRET, encode(f.details())),
+    }[forged]
+    (outcome,) = await pipeline(store).handle([Delivery(body, source, message.type, claimed)])
+    assert (outcome.kind, outcome.code) == ("invalid", "unsigned")
+    assert (await tab(store)).facts == {}
+    # Signed, the same message is taken.
+    (outcome,) = await pipeline(store).handle(
+        [Delivery(body, source, message.type, signature(SECRET, body))]
+    )
+    assert outcome.kind == "applied"
+
+
+async def test_without_a_secret_no_command_is_taken(store: MemoryStore) -> None:
+    await pipeline(store).handle([delivery(f.details())])
+    unconfigured = Pipeline(CONSUMERS["bookkeeping"], store, lambda: WALL)
+    command = f.set_status("2026-01", "done", "2026-03-02T09:00")
+    body = encode(command)
+    (outcome,) = await unconfigured.handle(
+        [Delivery(body, "command", command.type, signature("", body))]
+    )
+    assert outcome.code == "unsigned"
 
 
 async def test_a_duplicate_writes_nothing(store: MemoryStore) -> None:

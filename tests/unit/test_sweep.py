@@ -15,7 +15,7 @@ from services.store.memory import MemoryStore
 from services.store.port import from_document
 from services.sweep import NEVER, NEXT_DUE, SWEEPS
 from tests import factories as f
-from tests.unit.test_pipeline import CONSUMERS, WALL, delivery
+from tests.unit.test_pipeline import CONSUMERS, SECRET, WALL, delivery
 
 UTC = dt.UTC
 
@@ -61,7 +61,12 @@ def store() -> CountingStore:
 
 def pipeline(store: MemoryStore, *, chunk: int = 128, page: int = 2000) -> Pipeline:
     return Pipeline(
-        CONSUMERS["bookkeeping"], store, lambda: WALL, tick_chunk=chunk, sweep_page=page
+        CONSUMERS["bookkeeping"],
+        store,
+        lambda: WALL,
+        tick_chunk=chunk,
+        sweep_page=page,
+        secret=SECRET,
     )
 
 
