@@ -68,6 +68,8 @@ class Settings:
     jwt_audience: str = ""
     jwt_issuer: str = ""
     command_timeout_s: float = 3.0
+    # How long the outcome of a command, and a command whose caller got 202, are kept.
+    command_records_ttl_s: float = 7 * 86400.0
     log_format: str = "auto"  # auto: console on a terminal, JSON otherwise; or json, console
     log_level: str = "info"
 

@@ -10,6 +10,7 @@ starts a sweep (``services/sweep.py``), which the runner advances between batche
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections import OrderedDict, defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -43,9 +44,27 @@ UNAVAILABLE: Final = "store_unavailable"
 # Where the owner of an aggregate records what became of each command, for the API to answer
 # a caller who stopped waiting (HTTP 202) and polls.
 COMMAND_OUTCOMES: Final = "command_outcomes"
-_COMMAND_TYPES: Final = ACCEPTED_FROM["command"]
+COMMAND_TYPES: Final = ACCEPTED_FROM["command"]
 # Only the API sends commands and only the clock sends ticks: each signs what it sends.
 SIGNED_TYPES: Final = ACCEPTED_FROM["command"] | ACCEPTED_FROM["clock"]
+
+
+PEEK_LIMIT: Final = 1 << 20  # bytes of an invalid body worth parsing for its envelope
+
+
+def peek(body: bytes) -> dict[str, str]:
+    """What can still be read of a body that did not decode: its id, type, agency and company,
+    where present as short strings. For operators' logs; never trusted for anything else."""
+    if len(body) > PEEK_LIMIT:
+        return {}
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return {}
+    if not isinstance(data, dict):
+        return {}
+    fields = ("id", "type", "agency_id", "company_id")
+    return {k: v for k in fields if isinstance(v := data.get(k), str) and 0 < len(v) <= 200}
 
 
 @dataclass(frozen=True)
@@ -70,7 +89,7 @@ def _is_command(outcome: Outcome) -> bool:
     message = outcome.message
     return (
         message is not None
-        and message.type in _COMMAND_TYPES
+        and message.type in COMMAND_TYPES
         and outcome.kind in ("applied", "rejected")
     )
 

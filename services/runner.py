@@ -32,8 +32,18 @@ from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
 from consumers.registry import ConsumerDefinition
 from contracts.fields import format_instant
 from services.config import Settings
-from services.pipeline import UNAVAILABLE, Delivery, Outcome, Pipeline, Source
-from services.signing import SIGNATURE_HEADER
+from services.expiry import Expiry
+from services.pipeline import (
+    COMMAND_OUTCOMES,
+    COMMAND_TYPES,
+    UNAVAILABLE,
+    Delivery,
+    Outcome,
+    Pipeline,
+    Source,
+    peek,
+)
+from services.signing import SIGNATURE_HEADER, is_signed
 from services.store import Store, is_unavailable
 from services.supervise import supervise, wait_or_stop
 from services.topology import (
@@ -106,6 +116,20 @@ class ConsumerRunner:
             max_clock_skew=dt.timedelta(seconds=settings.max_clock_skew_s),
         )
         self.counters = Counters()
+        # The outcomes of commands this consumer owns, recorded for polling callers: kept
+        # BACKOFFICE_COMMAND_RECORDS_TTL_S, then deleted.
+        self.expiry = (
+            Expiry(
+                store,
+                COMMAND_OUTCOMES,
+                "at",
+                dt.timedelta(seconds=settings.command_records_ttl_s),
+                wall_clock,
+            )
+            if definition.handles & COMMAND_TYPES
+            else None
+        )
+        self.wall_clock = wall_clock
         self.consuming = asyncio.Event()  # set while a session consumes; for readiness
         self.store_down = False  # set while a batch waits for the store to answer again
         self.log = structlog.get_logger().bind(consumer=definition.name)
@@ -158,6 +182,8 @@ class ConsumerRunner:
             return
         try:
             await self.pipeline.prepare()
+            if self.expiry is not None:
+                await self.expiry.prepare()
             self._prepared = True
         except Exception as error:  # indexes speed reads up; consuming must not wait for them
             self.log.warning("could not ensure indexes yet", error=str(error))
@@ -239,11 +265,82 @@ class ConsumerRunner:
             if outcomes is None or not await self._await_store(stop, unavailable):
                 await self._requeue(batch)
                 return False
+        if not await self._record_dead_commands(batch, outcomes, stop):
+            await self._requeue(batch)
+            return False
         for incoming, outcome in zip(batch, outcomes, strict=True):
             await self._settle(channel, incoming, outcome)
         await batch[-1].ack(multiple=True)
         await self._publish_counters()
+        await self._expire()
         return True
+
+    def _dead_lettered(self, incoming: AbstractIncomingMessage, outcome: Outcome) -> bool:
+        if outcome.kind == "invalid":
+            return True
+        return outcome.kind == "failed" and _attempt(incoming) >= self.settings.max_attempts
+
+    async def _record_dead_commands(
+        self,
+        batch: Sequence[AbstractIncomingMessage],
+        outcomes: Sequence[Outcome],
+        stop: asyncio.Event,
+    ) -> bool:
+        """Records an outcome for each command of the API that is about to be dead-lettered,
+        so a caller polling for it hears that it failed instead of `pending` until it gives up.
+        Only a command the API signed counts: a forged one could name a real command's id.
+        False if a stop came before the store took them."""
+        at = self.wall_clock()
+        records = []
+        for incoming, outcome in zip(batch, outcomes, strict=True):
+            signed = is_signed(
+                self.settings.service_secret,
+                incoming.body,
+                (incoming.headers or {}).get(SIGNATURE_HEADER),
+            )
+            if not signed or not self._dead_lettered(incoming, outcome):
+                continue
+            seen = peek(incoming.body)
+            if seen.get("type") not in COMMAND_TYPES or "id" not in seen:
+                continue
+            code = "retries_exhausted" if outcome.kind == "failed" else outcome.code
+            records.append(
+                {
+                    "_id": seen["id"],
+                    "type": seen["type"],
+                    "agency_id": seen.get("agency_id"),
+                    "company_id": seen.get("company_id"),
+                    "status": "failed",
+                    "code": code,
+                    "reason": f"dead-lettered in {dead_queue_name(self.definition.name)}"
+                    f" ({code}): {outcome.reason}",
+                    "at": at,
+                }
+            )
+
+        async def write() -> bool:
+            await self.pipeline.store.record(COMMAND_OUTCOMES, records)
+            return True
+
+        while records:
+            try:
+                return await self._or_stop(write(), stop) is not None
+            except Exception as error:
+                failure = Outcome("failed", reason=f"{type(error).__name__}: {error}")
+                if not await self._await_store(stop, failure):
+                    return False
+        return True
+
+    async def _expire(self) -> None:
+        if self.expiry is None:
+            return
+        try:
+            deleted = await self.expiry.purge_if_due()
+        except Exception as error:  # the next batch tries again
+            self.log.warning("could not delete expired command outcomes", error=str(error))
+            return
+        if deleted:
+            self.log.info("deleted expired command outcomes", count=deleted)
 
     async def _or_stop(self, step: Coroutine[Any, Any, T], stop: asyncio.Event) -> T | None:
         """What ``step`` returns; None if a stop came and it did not finish within the grace."""
@@ -422,12 +519,15 @@ class ConsumerRunner:
     def _message_log(
         self, incoming: AbstractIncomingMessage, outcome: Outcome, attempt: int
     ) -> structlog.typing.FilteringBoundLogger:
+        """The log of one message, with what can be read of it even when it did not decode
+        (an operator then sees which company an invalid event was about)."""
         message = outcome.message
+        seen = {} if message else peek(incoming.body)
         return self.log.bind(  # type: ignore[no-any-return]
-            event_id=message.id if message else incoming.message_id,
-            type=message.type if message else incoming.routing_key,
-            agency_id=getattr(message, "agency_id", None),
-            company_id=getattr(message, "company_id", None),
+            event_id=message.id if message else seen.get("id", incoming.message_id),
+            type=message.type if message else seen.get("type", incoming.routing_key),
+            agency_id=getattr(message, "agency_id", None) or seen.get("agency_id"),
+            company_id=getattr(message, "company_id", None) or seen.get("company_id"),
             attempt=attempt,
         )
 

@@ -10,6 +10,7 @@ import asyncio
 import base64
 import contextlib
 import dataclasses
+import datetime as dt
 import json
 import os
 import signal
@@ -31,7 +32,7 @@ from contracts.envelope import Message
 from contracts.registry import encode
 from services.__main__ import ALL_NAMES, definition
 from services.config import Settings
-from services.runner import ConsumerRunner
+from services.runner import ConsumerRunner, utc_now
 from services.signing import SIGNATURE_HEADER, signature
 from services.store.mongo import MongoStore, connect
 from services.topology import (
@@ -215,8 +216,9 @@ def spawn(settings: Settings, log: Path, *args: str, **env: str) -> subprocess.P
 class System:
     """Consumers running in this process against the test's vhost and database."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, wall_clock: Callable[[], dt.datetime] = utc_now) -> None:
         self.settings = settings
+        self.wall_clock = wall_clock  # the consumers' clock
         self.client = connect(settings.mongo_url, settings.mongo_timeout_ms)
         self.store = MongoStore(self.client[settings.mongo_db])
         self.runners: dict[str, ConsumerRunner] = {}
@@ -225,7 +227,7 @@ class System:
 
     async def start(self, *names: str) -> None:
         for name in names or (*CONSUMERS, "unrouted"):
-            runner = ConsumerRunner(definition(name), self.settings, self.store)
+            runner = ConsumerRunner(definition(name), self.settings, self.store, self.wall_clock)
             self.runners[name] = runner
             self._stops[name] = asyncio.Event()
             self._tasks[name] = asyncio.create_task(runner.run(self._stops[name]))

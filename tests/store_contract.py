@@ -151,6 +151,26 @@ class StoreContract:
         found = await store.fetch("records", ["a", "b", "c"])
         assert sorted((d["_id"], d["n"]) for d in found) == [("a", 2), ("b", 1)]
 
+    async def test_old_records_can_be_deleted_by_a_time_field(self, store: Store) -> None:
+        t = dt.datetime(2026, 3, 1, tzinfo=dt.UTC)
+        await store.record(
+            "records",
+            [
+                {"_id": "old", "at": t - dt.timedelta(days=8)},
+                {"_id": "edge", "at": t - dt.timedelta(days=7)},
+                {"_id": "new", "at": t},
+            ],
+        )
+        assert await store.delete_before("records", "at", t - dt.timedelta(days=7)) == 1
+        found = await store.fetch("records", ["old", "edge", "new"])
+        assert sorted(d["_id"] for d in found) == ["edge", "new"]
+
+    async def test_a_ttl_can_be_asked_for_twice_with_another_length(self, store: Store) -> None:
+        first = await store.ensure_ttl("records", "at", 7 * 86400)
+        again = await store.ensure_ttl("records", "at", 86400)
+        assert first == again  # the server expires them, or the caller deletes them itself
+        await store.ping()
+
     async def test_counters_add_up(self, store: Store) -> None:
         await store.increment("counters", "c", {"applied": 2, "retried": 1})
         await store.increment("counters", "c", {"applied": 3})

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
+import structlog
 from litestar import Litestar, Request, Response, get, post, put
 from litestar.datastructures import State
 from litestar.di import Provide
@@ -36,9 +38,10 @@ from services.api.problems import Refused, Unavailable, http_problem, unexpected
 from services.api.reads import BadCursor, ReadModel
 from services.api.responses import ApiResponse
 from services.config import Settings
+from services.expiry import Expiry
 from services.runner import CONSUMER_STATS
 from services.signing import check_secret
-from services.store.mongo import connect
+from services.store.mongo import MongoStore, connect
 from services.topology import dead_queue_name, queue_name
 
 ID = r"^[A-Za-z0-9_-]{1,64}$"
@@ -49,6 +52,7 @@ PeriodParam = Annotated[str, Parameter(pattern=PERIOD, description="a month, YYY
 Limit = Annotated[int, Parameter(ge=1, le=200, description="items per page")]
 Cursor = Annotated[str | None, Parameter(max_length=512, description="from next_cursor")]
 
+MAX_BODY_BYTES = 64 * 1024
 PENDING = "command_requests"  # commands whose caller got 202, for the poll to find
 
 
@@ -495,6 +499,20 @@ async def openapi_json(request: Request[Any, Any, Any]) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------ the application
+async def expire_pending(expiry: Expiry) -> None:
+    """Deletes the records of commands whose caller got 202, once they are older than their
+    TTL (MongoDB does it itself with a TTL index; FerretDB has none)."""
+    log = structlog.get_logger().bind(component="api")
+    while True:
+        try:
+            deleted = await expiry.purge_if_due()
+            if deleted:
+                log.info("deleted expired command requests", count=deleted)
+        except Exception as error:  # the database may be away; try again later
+            log.warning("could not delete expired command requests", error=str(error))
+        await asyncio.sleep(60)
+
+
 def create_app(settings: Settings) -> Litestar:
     check_secret("BACKOFFICE_JWT_SECRET", settings.jwt_secret)
     check_secret("BACKOFFICE_SERVICE_SECRET", settings.service_secret)
@@ -504,9 +522,15 @@ def create_app(settings: Settings) -> Litestar:
         client = connect(settings.mongo_url, settings.mongo_timeout_ms)
         app.state.reads = ReadModel(client[settings.mongo_db])
         app.state.bus = CommandBus(settings.amqp_url, settings.service_secret)
+        ttl = dt.timedelta(seconds=settings.command_records_ttl_s)
+        expiry = Expiry(MongoStore(client[settings.mongo_db]), PENDING, "at", ttl, utc_now)
+        expiring = asyncio.create_task(expire_pending(expiry))
         try:
             yield
         finally:
+            expiring.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await expiring
             await app.state.bus.close()
             await client.close()
 
@@ -538,6 +562,10 @@ def create_app(settings: Settings) -> Litestar:
         lifespan=[resources],
         state=State({"settings": settings}),
         response_class=ApiResponse,
+        # Logging is ours (services/logs.py): Litestar would install its own format.
+        logging_config=None,
+        # A request body is a small JSON object; anything larger is refused (413) unread.
+        request_max_body_size=MAX_BODY_BYTES,
         middleware=[prometheus.middleware],
         exception_handlers={HTTPException: http_problem, Exception: unexpected_problem},
         openapi_config=OpenAPIConfig(

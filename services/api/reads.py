@@ -17,6 +17,7 @@ import msgspec
 from pymongo.asynchronous.database import AsyncDatabase
 
 from consumers.stockholm import days_left
+from contracts.fields import format_instant
 from contracts.status import LABELS
 from services.api import schemas
 from services.pipeline import COMMAND_OUTCOMES
@@ -31,7 +32,9 @@ def encode_cursor(values: list[Any]) -> str:
     return base64.urlsafe_b64encode(json.dumps(values).encode()).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str, size: int) -> list[Any]:
+def decode_cursor(cursor: str, size: int, nullable: bool = False) -> list[Any]:
+    """The ``size`` values a cursor of this API holds: strings (or None where ``nullable``).
+    Anything else a caller sends is a BadCursor, never a query or a comparison that fails."""
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         values = json.loads(base64.urlsafe_b64decode(padded.encode()))
@@ -40,7 +43,7 @@ def decode_cursor(cursor: str, size: int) -> list[Any]:
     if not (
         isinstance(values, list)
         and len(values) == size
-        and all(isinstance(v, str | None) for v in values)
+        and all(isinstance(v, str) or (nullable and v is None) for v in values)
     ):
         raise BadCursor("the cursor is not one this API handed out")
     return values
@@ -134,7 +137,7 @@ class ReadModel:
             )
             conditions.append({"company_id": {"$in": [d["company_id"] async for d in matching]}})
         if cursor is not None:
-            name, company_id = decode_cursor(cursor, 2)
+            name, company_id = decode_cursor(cursor, 2, nullable=True)
             conditions.append(
                 {
                     "$or": [
@@ -244,7 +247,7 @@ class ReadModel:
             entries += (doc or {}).get("history") or []
 
         def order(e: dict[str, Any]) -> tuple[str, str, str, str]:
-            return (e["at"].isoformat(), e["domain"], e["period"], e["to"])
+            return (format_instant(e["at"]), e["domain"], e["period"], e["to"])
 
         entries.sort(key=order, reverse=True)
         if cursor is not None:

@@ -239,6 +239,8 @@ class History(msgspec.Struct):
 
 class CommandOutcome(msgspec.Struct):
     command_id: str
-    status: Literal["pending", "applied", "rejected"]
+    # failed: the command ended in its consumer's dead-letter queue (the reason says why; an
+    # operator can replay it)
+    status: Literal["pending", "applied", "rejected", "failed"]
     reason: str | None = None
     location: str | None = None

@@ -69,6 +69,17 @@ class MemoryStore:
         for document in documents:
             target[document["_id"]] = copy.deepcopy(document)
 
+    async def ensure_ttl(self, collection: str, field: str, seconds: int) -> bool:
+        return False
+
+    async def delete_before(self, collection: str, field: str, before: dt.datetime) -> int:
+        self._maybe_fail()
+        target = self.collections.setdefault(collection, {})
+        old = [key for key, doc in target.items() if field in doc and doc[field] < before]
+        for key in old:
+            del target[key]
+        return len(old)
+
     async def increment(self, collection: str, id: str, counts: dict[str, int]) -> None:
         self._maybe_fail()
         document = self.collections.setdefault(collection, {}).setdefault(id, {"_id": id})

@@ -28,7 +28,7 @@ from typing import Any, TypeVar
 from pymongo import AsyncMongoClient, InsertOne, ReplaceOne
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import BulkWriteError
+from pymongo.errors import BulkWriteError, OperationFailure
 
 from services.store.port import (
     DUE_DAY_FIELD,
@@ -44,6 +44,7 @@ from services.store.port import (
 DUPLICATE_KEY = 11000
 # MongoDB takes large batches in one command; these bound a command's size, not correctness.
 MONGO_CHUNK = 1000
+INDEX_OPTIONS_CONFLICT = 85
 FERRETDB_CHUNK = 16  # well under FerretDB's pool, however many statements it holds at once
 
 T = TypeVar("T")
@@ -256,6 +257,27 @@ class MongoStore:
             await target.bulk_write(
                 [ReplaceOne({"_id": d["_id"]}, d, upsert=True) for d in chunk], ordered=False
             )
+
+    async def ensure_ttl(self, collection: str, field: str, seconds: int) -> bool:
+        if await self.is_ferretdb():
+            return False  # FerretDB 1.24 answers "expireAfterSeconds is not implemented yet"
+        target = self.database[collection]
+        try:
+            await target.create_index([(field, 1)], expireAfterSeconds=seconds)
+        except OperationFailure as error:
+            if error.code != INDEX_OPTIONS_CONFLICT:
+                raise
+            # The TTL changed since the index was made: change it in place.
+            await self.database.command(
+                "collMod",
+                collection,
+                index={"keyPattern": {field: 1}, "expireAfterSeconds": seconds},
+            )
+        return True
+
+    async def delete_before(self, collection: str, field: str, before: dt.datetime) -> int:
+        result = await self.database[collection].delete_many({field: {"$lt": before}})
+        return result.deleted_count
 
     async def increment(self, collection: str, id: str, counts: dict[str, int]) -> None:
         if counts:

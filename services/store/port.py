@@ -76,6 +76,15 @@ class Store(Protocol):
         """The plain documents with these ``_id``s."""
         ...
 
+    async def ensure_ttl(self, collection: str, field: str, seconds: int) -> bool:
+        """Asks the server to delete plain documents ``seconds`` after their ``field``; False
+        when it cannot (FerretDB has no TTL index), and ``delete_before`` must do it."""
+        ...
+
+    async def delete_before(self, collection: str, field: str, before: dt.datetime) -> int:
+        """Deletes the plain documents whose ``field`` is earlier than ``before``."""
+        ...
+
     async def ping(self) -> None: ...
 
 
