@@ -15,6 +15,7 @@ from consumers.rulebook import HistoryEntry, Rejected
 from contracts.commands import SetEngagement
 from contracts.company import CompanyDetailsChanged, CompanyDisconnected
 from contracts.envelope import CompanyMessage, Message
+from contracts.outbound import OutboundMessage
 
 # Every tab follows the company's details, its engagement and the clock.
 TAB_MESSAGES: Final = frozenset(
@@ -34,6 +35,9 @@ class Tab(msgspec.Struct, kw_only=True):
     latest_period: str | None = None
     latest_status: str | None = None
     due_at: dt.datetime | None = None
+    # What this tab's changes told the outside world and the relay has not yet seen confirmed
+    # (services/outbox.py): written with the state, so a crash cannot lose it.
+    outbox: list[OutboundMessage] = msgspec.field(default_factory=list)
 
 
 class _Row(Protocol):

@@ -10,18 +10,24 @@ starts a sweep (``services/sweep.py``), which the runner advances between batche
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import json
 from collections import OrderedDict, defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
+import msgspec
+
+from consumers.outbound import outbound
 from consumers.registry import ConsumerDefinition
 from consumers.rulebook import Rejected, Rulebook
+from consumers.tab import Tab
 from contracts.clock import ClockTick
 from contracts.envelope import Message
 from contracts.fields import format_instant, normalize_instant
 from contracts.registry import COMMANDS, INBOUND_EVENTS, INTERNAL, InvalidMessage, decode, type_name
+from services.outbox import OutboxLedger, Unpublished
 from services.signing import is_signed
 from services.store import Store, Stored, Write, is_unavailable
 from services.sweep import Sweeper
@@ -94,6 +100,13 @@ def _is_command(outcome: Outcome) -> bool:
     )
 
 
+def _outbound_ids(collection: str, key: str, version: int) -> Callable[[], str]:
+    """Ids of the outbound messages of one write: stable, since they name the aggregate, the
+    version of the write that holds them, and their place in it."""
+    numbers = itertools.count()
+    return lambda: f"{collection}/{key}/{version}/{next(numbers)}"
+
+
 class ConflictsPersist(Exception):
     """Other writers kept winning the race for the same aggregates: try the batch later."""
 
@@ -132,6 +145,7 @@ class Pipeline:
         self._cache: OrderedDict[tuple[str, str], Stored] = OrderedDict()
         clocked = [r.collection for r in definition.rulebooks if r.follows_clock]
         self.sweeper = Sweeper(store, clocked, page=sweep_page, chunk=tick_chunk)
+        self.outbox = OutboxLedger()
 
     async def prepare(self) -> None:
         for rulebook in self.definition.rulebooks:
@@ -268,17 +282,29 @@ class Pipeline:
     ) -> dict[str, list[_Item]]:
         stored = await self._load(rulebook, list(by_key))
         references = await self._references(rulebook, [i for v in by_key.values() for i in v])
+        recorded = normalize_instant(self.wall_clock())
         writes: list[Write] = []
         decided: dict[int, Outcome] = {}
         for key, items in by_key.items():
             current = stored.get(key)
             before = current.state if current else None
+            version = (current.version if current else 0) + 1
+            next_id = _outbound_ids(rulebook.collection, key, version)
             state = before
             for item in items:
                 try:
                     if rulebook.validate is not None:
                         rulebook.validate(item.message, references)
-                    state = rulebook.apply(state, item.message, item.now)
+                    applied = rulebook.apply(state, item.message, item.now)
+                    if isinstance(applied, Tab):
+                        told = outbound(
+                            rulebook.collection, state, applied, item.message, recorded, next_id
+                        )
+                        if told:
+                            applied = msgspec.structs.replace(
+                                applied, outbox=[*applied.outbox, *told]
+                            )
+                    state = applied
                     outcome = Outcome("applied", message=item.message)
                 except Rejected as refusal:
                     outcome = Outcome("rejected", "rejected", refusal.reason, item.message)
@@ -292,9 +318,9 @@ class Pipeline:
         )
         for write in writes:
             if write.key not in conflicts:
-                self._remember(
-                    rulebook.collection, write.key, Stored(write.expected_version + 1, write.state)
-                )
+                version = write.expected_version + 1
+                self._remember(rulebook.collection, write.key, Stored(version, write.state))
+                self._hold_outbox(rulebook.collection, write.key, version, write.state)
         for key in conflicts:
             self._cache.pop((rulebook.collection, key), None)
         for key, items in by_key.items():
@@ -320,8 +346,64 @@ class Pipeline:
             loaded = await self.store.load(collection, rulebook.state_type, missing)
             for key, stored in loaded.items():
                 self._remember(collection, key, stored)
+                # Left unpublished by a writer that stopped (or crashed) after its write.
+                self._hold_outbox(collection, key, stored.version, stored.state)
             found.update(loaded)
         return found
+
+    # ------------------------------------------------------------------ the outbox
+    def _hold_outbox(self, collection: str, key: str, version: int, state: Any) -> None:
+        if isinstance(state, Tab):
+            self.outbox.hold(collection, key, version, state.outbox)
+
+    async def recover_outboxes(self) -> int:
+        """Finds what a writer before us wrote and did not see published; how many aggregates."""
+        found = 0
+        for rulebook in self.definition.rulebooks:
+            if not issubclass(rulebook.state_type, Tab):
+                continue
+            pending = await self.store.pending_outboxes(rulebook.collection, rulebook.state_type)
+            for key, stored in pending.items():
+                cached = self._cache.get((rulebook.collection, key))
+                if cached is None or cached.version <= stored.version:
+                    self._remember(rulebook.collection, key, stored)
+                    self._hold_outbox(rulebook.collection, key, stored.version, stored.state)
+                    found += 1
+        return found
+
+    def published(self, item: Unpublished, ids: set[str]) -> None:
+        """``ids`` of ``item`` are confirmed by the broker: they leave the remembered state now,
+        and the stored one with the aggregate's next write (or ``tidy``)."""
+        cached = self._cache.get((item.collection, item.key))
+        if cached is None or not ids:
+            return
+        state = cached.state
+        remaining = [m for m in state.outbox if m.id not in ids]
+        if len(remaining) != len(state.outbox):
+            state = msgspec.structs.replace(state, outbox=remaining)
+            self._cache[(item.collection, item.key)] = Stored(cached.version, state)
+            self.outbox.mark_untidy(item.collection, item.key)
+
+    async def tidy(self, limit: int = 64) -> int:
+        """Writes up to ``limit`` aggregates whose stored outbox still holds published messages;
+        how many were written. For a consumer with nothing else to do."""
+        by_collection: dict[str, list[Write]] = defaultdict(list)
+        for collection, key in self.outbox.untidy(limit):
+            cached = self._cache.get((collection, key))
+            if cached is not None:
+                by_collection[collection].append(Write(key, cached.version, cached.state))
+        written = 0
+        for collection, writes in by_collection.items():
+            conflicts = await self.store.save(collection, writes)
+            for write in writes:
+                if write.key in conflicts:  # another writer was first; its write holds the truth
+                    self._cache.pop((collection, write.key), None)
+                    continue
+                self._remember(
+                    collection, write.key, Stored(write.expected_version + 1, write.state)
+                )
+                written += 1
+        return written
 
     def _remember(self, collection: str, key: str, stored: Stored) -> None:
         if self.cache_size <= 0:
@@ -335,6 +417,7 @@ class Pipeline:
         """Drops what this writer remembers (a new session: others may have written since)."""
         self._cache.clear()
         self.sweeper.forget()
+        self.outbox.forget()
 
     @property
     def sweeping(self) -> bool:

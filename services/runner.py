@@ -31,8 +31,10 @@ from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
 
 from consumers.registry import ConsumerDefinition
 from contracts.fields import format_instant
+from contracts.outbound import EVENTS_EXCHANGE, encode_outbound
 from services.config import Settings
 from services.expiry import Expiry
+from services.outbox import Unpublished
 from services.pipeline import (
     COMMAND_OUTCOMES,
     COMMAND_TYPES,
@@ -83,6 +85,7 @@ class Counters:
     retried: int = 0
     dead_lettered: int = 0
     swept: int = 0  # aggregates a clock sweep applied the tick to
+    published: int = 0  # outbound messages the broker confirmed
     by_reason: dict[str, int] = field(default_factory=dict)
 
     def snapshot(self) -> dict[str, int]:
@@ -92,6 +95,7 @@ class Counters:
             "retried": self.retried,
             "dead_lettered": self.dead_lettered,
             "swept": self.swept,
+            "published": self.published,
         }
         counts.update({f"dead_lettered_{code}": n for code, n in self.by_reason.items()})
         return counts
@@ -149,6 +153,8 @@ class ConsumerRunner:
             await channel.set_qos(prefetch_count=self.settings.prefetch)
             queue = await declare_consumer(channel, self.definition, self.settings)
             await self._prepare()
+            await self._recover(channel)  # what a writer before us left unpublished
+            recovered_on_first_batch = False
             inbox: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
             tag = await queue.consume(inbox.put)
             self.consuming.set()
@@ -157,12 +163,21 @@ class ConsumerRunner:
                 while not (stop.is_set() or closed.is_set()):
                     if self.pipeline.sweeping:  # batches first, a sweep step between them
                         batch = self._drain(inbox)
+                    elif inbox.empty() and self.pipeline.outbox.has_untidy:
+                        await self._tidy()  # nothing else to do
+                        continue
                     else:
                         batch = await self._next_batch(inbox, stop, closed)
-                    if batch:
-                        await self._process(channel, batch, stop)
+                    if batch and not recovered_on_first_batch:
+                        # A replica that stood by gets its first batch once it is the active
+                        # one: the one before it may have left messages unpublished.
+                        recovered_on_first_batch = True
+                        await self._recover(channel)
+                    if batch and await self._process(channel, batch, stop):
+                        await self._relay(channel)
                     if self.pipeline.sweeping and not stop.is_set():
                         await self._sweep_step(stop)
+                        await self._relay(channel)
                 if stop.is_set() and not closed.is_set():
                     # Take no more, then finish and ack what we already hold; what the store
                     # cannot take in time goes back to the queue.
@@ -170,12 +185,79 @@ class ConsumerRunner:
                     while batch := self._drain(inbox):
                         if not await self._process(channel, batch, stop):
                             await self._requeue(self._drain_all(inbox))
+                    await self._relay(channel)
                     self.log.info("stopped consuming")
             finally:
                 self.consuming.clear()
                 self.pipeline.forget()
         finally:
             await connection.close()
+
+    async def _recover(self, channel: AbstractChannel) -> None:
+        try:
+            found = await self.pipeline.recover_outboxes()
+        except Exception as error:  # loading such an aggregate later finds them too
+            self.log.warning("could not look for unpublished outbound messages", error=str(error))
+            return
+        if found:
+            self.log.info("publishing outbound messages left unpublished", aggregates=found)
+            await self._relay(channel)
+
+    async def _relay(self, channel: AbstractChannel) -> None:
+        """Publishes what the writes put in outboxes, with confirms, and reports to the pipeline
+        what the broker confirmed; the rest waits for the next relay or session."""
+        items = self.pipeline.outbox.take()
+        if not items:
+            return
+        exchange = await channel.get_exchange(EVENTS_EXCHANGE, ensure=False)
+        sends = [(item, message) for item in items for message in item.messages]
+        results = await asyncio.gather(
+            *(
+                exchange.publish(
+                    aio_pika.Message(
+                        encode_outbound(message),
+                        content_type="application/json",
+                        message_id=message.id,
+                        type=message.type,
+                        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                    ),
+                    routing_key=message.routing_key,
+                )
+                for _, message in sends
+            ),
+            return_exceptions=True,
+        )
+        confirmed: dict[int, set[str]] = {}
+        failed: list[Unpublished] = []
+        for (item, message), result in zip(sends, results, strict=True):
+            if isinstance(result, BaseException):
+                failed.append(item)
+            else:
+                confirmed.setdefault(id(item), set()).add(message.id)
+        for item in items:
+            self.pipeline.published(item, confirmed.get(id(item), set()))
+        if failed:
+            unique = list({id(i): i for i in failed}.values())
+            left = [
+                Unpublished(
+                    i.collection,
+                    i.key,
+                    i.version,
+                    tuple(m for m in i.messages if m.id not in confirmed.get(id(i), set())),
+                )
+                for i in unique
+            ]
+            self.pipeline.outbox.put_back(left)
+            self.log.warning(
+                "outbound messages not confirmed; kept for the next try", count=len(failed)
+            )
+        self.counters.published += len(sends) - len(failed)
+
+    async def _tidy(self) -> None:
+        try:
+            await self.pipeline.tidy()
+        except Exception as error:  # harmless: a restart publishes them again, same ids
+            self.log.warning("could not clear published outbound messages", error=str(error))
 
     async def _prepare(self) -> None:
         if self._prepared:

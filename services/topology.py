@@ -5,6 +5,7 @@
                                                           --> backoffice.unrouted
     backoffice.commands (topic, the API)  --type-->     backoffice.<consumer>
     backoffice.clock (fanout)             --------->    backoffice.<consumer>   (if it follows time)
+    backoffice.<consumer> (the relay)     --------->    backoffice.events (topic, subscribers)
     backoffice.<consumer>.retry.<ms>ms  (each copy expires after <ms>, then back to the main queue)
     backoffice.<consumer>.dead          (quorum; invalid, rejected and exhausted messages)
 
@@ -30,6 +31,7 @@ import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractQueue
 
 from consumers.registry import ConsumerDefinition
+from contracts.outbound import EVENTS_EXCHANGE
 from contracts.registry import COMMANDS, INBOUND_EVENTS, type_name
 from services.config import Settings
 
@@ -80,6 +82,8 @@ async def declare_exchanges(channel: AbstractChannel) -> None:
     await channel.declare_exchange(ACCOUNTING_EXCHANGE, aio_pika.ExchangeType.TOPIC, durable=True)
     await channel.declare_exchange(COMMANDS_EXCHANGE, aio_pika.ExchangeType.TOPIC, durable=True)
     await channel.declare_exchange(CLOCK_EXCHANGE, aio_pika.ExchangeType.FANOUT, durable=True)
+    # What the service tells subscribers (SPEC §8), declared as the contract says.
+    await channel.declare_exchange(EVENTS_EXCHANGE, aio_pika.ExchangeType.TOPIC, durable=True)
 
 
 async def declare_consumer(

@@ -7,7 +7,15 @@ import datetime as dt
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from services.store.port import VERSION_FIELD, Index, Stored, Write, from_document, to_document
+from services.store.port import (
+    OUTBOX_PENDING_FIELD,
+    VERSION_FIELD,
+    Index,
+    Stored,
+    Write,
+    from_document,
+    to_document,
+)
 
 
 class MemoryStore:
@@ -68,6 +76,15 @@ class MemoryStore:
         target = self.collections.setdefault(collection, {})
         for document in documents:
             target[document["_id"]] = copy.deepcopy(document)
+
+    async def pending_outboxes(self, collection: str, state_type: type[Any]) -> dict[str, Stored]:
+        self._maybe_fail()
+        documents = self.collections.get(collection, {}).values()
+        return {
+            d["_id"]: from_document(copy.deepcopy(d), state_type)
+            for d in documents
+            if d.get(OUTBOX_PENDING_FIELD)
+        }
 
     async def ensure_ttl(self, collection: str, field: str, seconds: int) -> bool:
         return False

@@ -32,6 +32,7 @@ from pymongo.errors import BulkWriteError, OperationFailure
 
 from services.store.port import (
     DUE_DAY_FIELD,
+    OUTBOX_PENDING_FIELD,
     VERSION_FIELD,
     Index,
     Stored,
@@ -241,6 +242,8 @@ class MongoStore:
     async def ensure_indexes(self, collection: str, indexes: Sequence[Index]) -> None:
         target = self.database[collection]
         await target.create_index([("due_at", 1), ("_id", 1)])  # the sweep's order
+        # The few documents with unpublished outbound messages (the field is absent otherwise).
+        await target.create_index([(OUTBOX_PENDING_FIELD, 1)], sparse=True)
         for index in indexes:
             await target.create_index(list(index))
 
@@ -257,6 +260,10 @@ class MongoStore:
             await target.bulk_write(
                 [ReplaceOne({"_id": d["_id"]}, d, upsert=True) for d in chunk], ordered=False
             )
+
+    async def pending_outboxes(self, collection: str, state_type: type[Any]) -> dict[str, Stored]:
+        found = self.database[collection].find({OUTBOX_PENDING_FIELD: True})
+        return {d["_id"]: from_document(d, state_type) async for d in found}
 
     async def ensure_ttl(self, collection: str, field: str, seconds: int) -> bool:
         if await self.is_ferretdb():

@@ -76,6 +76,10 @@ class Store(Protocol):
         """The plain documents with these ``_id``s."""
         ...
 
+    async def pending_outboxes(self, collection: str, state_type: type[Any]) -> dict[str, Stored]:
+        """The aggregates whose stored state holds unpublished outbound messages."""
+        ...
+
     async def ensure_ttl(self, collection: str, field: str, seconds: int) -> bool:
         """Asks the server to delete plain documents ``seconds`` after their ``field``; False
         when it cannot (FerretDB has no TTL index), and ``delete_before`` must do it."""
@@ -103,6 +107,9 @@ def is_unavailable(error: BaseException) -> bool:
 
 
 DUE_DAY_FIELD = "due_day"
+# Set on a document whose state holds outbound messages not yet confirmed published, so that a
+# relay finds them by equality after a crash.
+OUTBOX_PENDING_FIELD = "outbox_pending"
 
 
 def to_document(key: str, version: int, state: Any) -> dict[str, Any]:
@@ -118,6 +125,8 @@ def to_document(key: str, version: int, state: Any) -> dict[str, Any]:
     due_at = document.get("due_at")
     if isinstance(due_at, dt.datetime):
         document[DUE_DAY_FIELD] = stockholm_day(due_at).isoformat()
+    if document.get("outbox"):
+        document[OUTBOX_PENDING_FIELD] = True
     return document
 
 

@@ -1,0 +1,89 @@
+"""What the service publishes on `backoffice.events` (SPEC §8), for dashboards and integrations.
+
+Each message has a stable ``id``: the aggregate it comes from, the version of that aggregate's
+write that recorded it, and its place in that write. A message published again (after a crash
+between the write and the publish, say) has the same id, so a subscriber drops repeats by it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Final, Literal
+
+import msgspec
+
+from contracts.fields import Identifier, Instant, instants_as_text, normalize_instant
+
+EVENTS_EXCHANGE: Final = "backoffice.events"
+Domain = Literal["bookkeeping", "payroll", "vat", "closing"]
+
+
+class Cause(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """Why a status changed: an upstream event (its id), a consultant (the user id, and the
+    command's id), or the passage of time (the clock tick's id, when a tick found it)."""
+
+    kind: Literal["event", "user", "time"]
+    id: str | None = None
+    command_id: str | None = None
+
+
+class Outbound(msgspec.Struct, tag_field="type", kw_only=True):
+    """The envelope of SPEC §7, for what we send: ``occurred_at`` is when the service recorded
+    it."""
+
+    id: str
+    version: int = 1
+    occurred_at: Instant
+    agency_id: Identifier
+    company_id: Identifier
+
+    def __post_init__(self) -> None:
+        self.occurred_at = normalize_instant(self.occurred_at)
+
+    @property
+    def type(self) -> str:
+        return str(type(self).__struct_config__.tag)
+
+    @property
+    def routing_key(self) -> str:
+        return self.type
+
+
+class StatusChanged(Outbound, tag="status.changed", kw_only=True, rename={"from_": "from"}):
+    """A period's status in a tab changed: ``from`` → ``to`` at ``at``."""
+
+    domain: Domain
+    period: str
+    from_: str
+    to: str
+    at: Instant
+    cause: Cause
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.at = normalize_instant(self.at)
+
+    @property
+    def routing_key(self) -> str:
+        return f"status.{self.domain}.{self.to}"
+
+
+class ClientActionRequired(Outbound, tag="client.action_required", kw_only=True):
+    """A consultant sent a bookkeeping period back to the client (`waiting` or `late`): the
+    client has something to do by ``deadline``."""
+
+    period: str
+    status: Literal["waiting", "late"]
+    deadline: dt.date
+    user_id: Identifier
+    command_id: Identifier
+
+
+OUTBOUND: Final[tuple[type[Outbound], ...]] = (StatusChanged, ClientActionRequired)
+OutboundMessage = StatusChanged | ClientActionRequired
+
+
+def encode_outbound(message: Outbound) -> bytes:
+    """The JSON that subscribers receive: every instant in the one form the service writes."""
+    builtins = msgspec.to_builtins(message, builtin_types=(dt.datetime,))
+    return msgspec.json.encode(instants_as_text(builtins))
