@@ -1,4 +1,5 @@
-"""Writes one JSON Schema per message type into docs/events/, or checks they are current.
+"""Writes one JSON Schema per message type (taken in and sent out) into docs/events/, or checks
+they are current.
 
 python -m contracts.schemas           # write
 python -m contracts.schemas --check   # exit 1 and name the stale files
@@ -10,28 +11,31 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import msgspec
 
-from contracts.registry import ALL_MESSAGES, KNOWN_VERSIONS, type_name
+from contracts.outbound import OUTBOUND
+from contracts.registry import ALL_MESSAGES, KNOWN_VERSIONS
 
 DEFAULT_DIR = Path(__file__).resolve().parent.parent / "docs" / "events"
 
 
+def schema_of(message_type: type[Any]) -> dict[str, Any]:
+    """The JSON Schema of one message type, with the versions we read or write."""
+    name = str(message_type.__struct_config__.tag)
+    schema: dict[str, Any] = msgspec.json.schema(message_type)
+    envelope = schema["$defs"][schema["$ref"].rsplit("/", 1)[1]]
+    envelope["properties"]["version"] = {"enum": sorted(KNOWN_VERSIONS.get(name, {1}))}
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema", "title": name, **schema}
+
+
 def render() -> dict[str, str]:
-    """File name → file text, for every message type."""
+    """File name → file text, for every message type, taken in and sent out."""
     files: dict[str, str] = {}
-    for message_type in ALL_MESSAGES:
-        name = type_name(message_type)
-        schema = msgspec.json.schema(message_type)
-        envelope = schema["$defs"][schema["$ref"].rsplit("/", 1)[1]]
-        envelope["properties"]["version"] = {"enum": sorted(KNOWN_VERSIONS[name])}
-        schema = {
-            "$schema": "https://json-schema.org/draft/2020-12/schema",
-            "title": name,
-            **schema,
-        }
-        files[f"{name}.json"] = json.dumps(schema, indent=2, sort_keys=True) + "\n"
+    for message_type in (*ALL_MESSAGES, *OUTBOUND):
+        name = str(message_type.__struct_config__.tag)
+        files[f"{name}.json"] = json.dumps(schema_of(message_type), indent=2, sort_keys=True) + "\n"
     return files
 
 

@@ -10,4 +10,5 @@ deploy/servers.sh up
 .venv/bin/ruff format --check .
 .venv/bin/mypy
 .venv/bin/python -m contracts.schemas --check
+.venv/bin/python -m contracts.asyncapi --check
 .venv/bin/pytest "$@"

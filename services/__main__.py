@@ -8,6 +8,7 @@ python -m services dead-letters NAME         what is in a dead-letter queue, and
 python -m services replay NAME [--limit N]   move dead letters back to be applied again
 python -m services health                    exit 0 when the broker and database answer
 python -m services demo [--companies N]      publish a demo agency and print a token to try it
+python -m services tail [--domain D] [--company C]   outbound events, live, one line each
 python -m services broker-definitions        the broker's policies (and users' permissions), as
                                              a definitions file for `rabbitmqctl import_definitions`
 """
@@ -27,7 +28,7 @@ import structlog
 import uvicorn
 
 from consumers.registry import CONSUMERS, ConsumerDefinition, consumers
-from services import demo, logs, operations
+from services import demo, logs, operations, tail
 from services.api.app import create_app
 from services.clock import Clock
 from services.config import Settings
@@ -213,6 +214,9 @@ def main(argv: list[str] | None = None) -> int:
     demo_parser = commands.add_parser("demo", help="publish a demo agency; print a token")
     demo_parser.add_argument("--companies", type=int, default=36)
     demo_parser.add_argument("--seed", type=int, default=2026)
+    tail_parser = commands.add_parser("tail", help="print outbound events live, one per line")
+    tail_parser.add_argument("--domain", choices=["bookkeeping", "payroll", "vat", "closing"])
+    tail_parser.add_argument("--company", help="only this company_id")
     broker = commands.add_parser(
         "broker-definitions", help="the broker's policies, for rabbitmqctl import_definitions"
     )
@@ -271,6 +275,9 @@ def main(argv: list[str] | None = None) -> int:
             print(asyncio.run(demo.run(settings, args.companies, args.seed)))
         case "health":
             return 0 if asyncio.run(health(settings)) else 1
+        case "tail":
+            with contextlib.suppress(KeyboardInterrupt):
+                asyncio.run(tail.tail(settings.amqp_url, args.domain, args.company))
         case "broker-definitions":
             try:
                 print(broker_definitions(settings, args.vhost, args.grant, args.password))

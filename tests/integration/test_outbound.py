@@ -27,6 +27,7 @@ from tests.harness import (
     eventually,
     publish,
     publish_commands,
+    spawn,
 )
 
 
@@ -202,3 +203,42 @@ async def test_a_consumer_killed_between_the_write_and_the_publish_loses_nothing
             assert len(ids) == len(set(ids))  # each once, though found again after a crash
         finally:
             await successor.close()
+
+
+async def test_tail_prints_one_json_line_per_outbound_event_of_its_filter(
+    time_travelling_system: System, tmp_path: Path
+) -> None:
+    system = time_travelling_system
+    await system.start("bookkeeping", "payroll")
+    out = tmp_path / "tail.log"
+    watching = spawn(
+        system.settings, out, "tail", "--domain", "bookkeeping", "--company", f.COMPANY
+    )
+    try:
+        await eventually(lambda: "# tailing" in out.read_text(), what="tail to subscribe")
+        other = "c-other"
+        await publish(
+            system.settings.amqp_url,
+            [
+                f.details("2026-01-02T08:00"),
+                f.details("2026-01-02T08:00", company_id=other),
+                f.submitted("2026-01", "2026-02-03T09:00", company_id=other),
+                f.submitted("2026-01", "2026-02-04T09:00"),
+            ],
+        )
+        await publish_commands(
+            system.settings.amqp_url, [f.payroll_status("2026-01", "done", "2026-02-10T09:00")]
+        )
+
+        def lines() -> list[dict[str, Any]]:
+            text = out.read_text().splitlines()
+            return [json.loads(t) for t in text if t.startswith("{")]
+
+        await eventually(lambda: any(e.get("to") == "new" for e in lines()), what="the line")
+        await asyncio.sleep(1.5)  # what should not come has had its chance
+        shown = lines()
+        assert {(e["company_id"], e["domain"]) for e in shown} == {(f.COMPANY, "bookkeeping")}
+        assert ("2026-01", "waiting", "new") in {(e["period"], e["from"], e["to"]) for e in shown}
+    finally:
+        watching.terminate()
+        assert await asyncio.to_thread(watching.wait, 30) == 0

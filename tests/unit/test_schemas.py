@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from contracts import schemas
+import yaml
+
+from contracts import asyncapi, schemas
+from contracts.outbound import OUTBOUND
+from contracts.registry import INBOUND_EVENTS, type_name
 
 
 def test_committed_schemas_are_current() -> None:
@@ -24,3 +28,37 @@ def test_a_changed_schema_is_detected(tmp_path: Path) -> None:
         "gone.event.json",
         "vat.report_step_changed.json",
     ]
+
+
+def test_the_committed_asyncapi_document_is_current() -> None:
+    """docs/asyncapi.yaml is what the contracts make (python -m contracts.asyncapi)."""
+    assert asyncapi.main(["--check"]) == 0
+
+
+def test_the_asyncapi_document_names_every_channel_message_and_schema() -> None:
+    document = yaml.safe_load(asyncapi.DEFAULT_PATH.read_text())
+    assert document["asyncapi"] == "3.0.0"
+    addresses = {c["address"]: c for c in document["channels"].values()}
+    assert set(addresses) == {"accounting.events", "backoffice.events"}
+    names = {m["name"] for m in document["components"]["messages"].values()}
+    assert names == {type_name(t) for t in INBOUND_EVENTS} | {
+        str(t.__struct_config__.tag) for t in OUTBOUND
+    }
+
+    def resolve(ref: str) -> object:
+        node: object = document
+        for part in ref.removeprefix("#/").split("/"):
+            assert isinstance(node, dict) and part in node, ref
+            node = node[part]
+        return node
+
+    for channel in document["channels"].values():
+        for message in channel["messages"].values():
+            resolve(message["$ref"])
+    for operation in document["operations"].values():
+        resolve(operation["channel"]["$ref"])
+        for message in operation["messages"]:
+            resolve(message["$ref"])
+    for message in document["components"]["messages"].values():
+        schema = asyncapi.DOCS / message["payload"]["schema"]["$ref"]
+        assert schema.is_file(), schema
