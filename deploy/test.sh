@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# The whole test suite: lint, types, schemas, then unit and integration tests on real servers.
+# The whole test suite: lint, types, schemas, then unit, integration and browser tests on real
+# servers (the browser is Debian's chromium, installed here).
 # Arguments go to pytest (e.g. tests/unit, -k bookkeeping).
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
 deploy/setup.sh
+deploy/chromium.sh
 deploy/servers.sh up
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .

@@ -350,11 +350,18 @@ async def run(settings: Settings, companies: int, seed: int) -> str:
     token = issue_token(
         settings.jwt_secret, "u-anna", AGENCY, ["manage_users"], int(time.time()) + 12 * 3600
     )
+    operator = issue_token(
+        settings.jwt_secret, "u-ops", AGENCY, ["operate"], int(time.time()) + 12 * 3600
+    )
     base = f"http://{settings.api_host}:{settings.api_port}"
     return "\n".join(
         [
             f"Published {len(demo.events)} events and {len(demo.commands)} consultant actions "
             f"for {companies} companies of agency {AGENCY}.",
+            "",
+            "Open the Back-office in a browser (the link signs you in; development only):",
+            f"  as Anna, a consultant:  {base}/#token={token}",
+            f"  as an operator:         {base}/#token={operator}",
             "",
             "A token for Anna (manage_users), valid 12 hours:",
             f"  export TOKEN={token}",

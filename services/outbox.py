@@ -12,9 +12,16 @@ every message is published at least once; a repeat has the same id.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections import OrderedDict
+from dataclasses import dataclass, replace
+from typing import Final
 
 from contracts.outbound import OutboundMessage
+
+# Ids taken for publishing that this writer remembers, so that a later write of the same
+# aggregate, whose outbox still holds them while their confirm is on its way, does not send
+# them again. Bounded: forgetting one costs at most a repeat, which subscribers drop by id.
+SENT_MEMORY: Final = 100_000
 
 
 @dataclass(frozen=True)
@@ -31,6 +38,7 @@ class OutboxLedger:
     def __init__(self) -> None:
         self._unpublished: dict[tuple[str, str], Unpublished] = {}
         self._untidy: set[tuple[str, str]] = set()
+        self._sent: OrderedDict[str, None] = OrderedDict()
 
     def hold(
         self, collection: str, key: str, version: int, messages: list[OutboundMessage]
@@ -44,13 +52,28 @@ class OutboxLedger:
             self._unpublished.pop((collection, key), None)
 
     def take(self) -> list[Unpublished]:
-        taken = list(self._unpublished.values())
+        """What to publish now: all held messages but those already taken."""
+        taken = []
+        for item in self._unpublished.values():
+            fresh = tuple(m for m in item.messages if m.id not in self._sent)
+            if fresh:
+                taken.append(replace(item, messages=fresh))
+                for message in fresh:
+                    self._sent[message.id] = None
         self._unpublished.clear()
+        while len(self._sent) > SENT_MEMORY:
+            self._sent.popitem(last=False)
         return taken
 
+    @property
+    def has_unpublished(self) -> bool:
+        return bool(self._unpublished)
+
     def put_back(self, items: list[Unpublished]) -> None:
-        """Publishing failed: keep them, unless a newer write of the aggregate holds them too."""
+        """Publishing failed: take them again next time (a newer write holding them too wins)."""
         for item in items:
+            for message in item.messages:
+                self._sent.pop(message.id, None)
             self._unpublished.setdefault((item.collection, item.key), item)
 
     def mark_untidy(self, collection: str, key: str) -> None:
@@ -68,3 +91,4 @@ class OutboxLedger:
     def forget(self) -> None:
         self._unpublished.clear()
         self._untidy.clear()
+        self._sent.clear()

@@ -139,6 +139,7 @@ class ConsumerRunner:
         self.log = structlog.get_logger().bind(consumer=definition.name)
         self._prepared = False
         self._published: dict[str, int] = {}  # counts already added to the shared counters
+        self._relaying: asyncio.Task[None] | None = None
 
     async def run(self, stop: asyncio.Event) -> None:
         await supervise(self._session, stop, self.log)
@@ -164,6 +165,7 @@ class ConsumerRunner:
                     if self.pipeline.sweeping:  # batches first, a sweep step between them
                         batch = self._drain(inbox)
                     elif inbox.empty() and self.pipeline.outbox.has_untidy:
+                        await self._relayed()
                         await self._tidy()  # nothing else to do
                         continue
                     else:
@@ -174,10 +176,10 @@ class ConsumerRunner:
                         recovered_on_first_batch = True
                         await self._recover(channel)
                     if batch and await self._process(channel, batch, stop):
-                        await self._relay(channel)
+                        self._kick_relay(channel)
                     if self.pipeline.sweeping and not stop.is_set():
                         await self._sweep_step(stop)
-                        await self._relay(channel)
+                        self._kick_relay(channel)
                 if stop.is_set() and not closed.is_set():
                     # Take no more, then finish and ack what we already hold; what the store
                     # cannot take in time goes back to the queue.
@@ -185,10 +187,12 @@ class ConsumerRunner:
                     while batch := self._drain(inbox):
                         if not await self._process(channel, batch, stop):
                             await self._requeue(self._drain_all(inbox))
-                    await self._relay(channel)
+                    self._kick_relay(channel)
+                    await self._relayed()
                     self.log.info("stopped consuming")
             finally:
                 self.consuming.clear()
+                await self._relayed()
                 self.pipeline.forget()
         finally:
             await connection.close()
@@ -203,12 +207,32 @@ class ConsumerRunner:
             self.log.info("publishing outbound messages left unpublished", aggregates=found)
             await self._relay(channel)
 
-    async def _relay(self, channel: AbstractChannel) -> None:
+    def _kick_relay(self, channel: AbstractChannel) -> None:
+        """Publishes the outboxes in the background, while the next batch is applied: a
+        batch's writes need not wait for the broker's confirms of the one before."""
+        if self._relaying is None or self._relaying.done():
+            self._relaying = asyncio.create_task(self._relay_all(channel))
+
+    async def _relay_all(self, channel: AbstractChannel) -> None:
+        try:
+            while self.pipeline.outbox.has_unpublished and not channel.is_closed:
+                if not await self._relay(channel):
+                    break  # what failed waits for the next batch's relay
+        except Exception as error:  # kept in the documents: the next session publishes them
+            self.log.warning("could not publish outbound messages", error=str(error))
+
+    async def _relayed(self) -> None:
+        """Waits for the relay under way, if any."""
+        if self._relaying is not None:
+            await asyncio.wait({self._relaying})
+
+    async def _relay(self, channel: AbstractChannel) -> bool:
         """Publishes what the writes put in outboxes, with confirms, and reports to the pipeline
-        what the broker confirmed; the rest waits for the next relay or session."""
+        what the broker confirmed; the rest waits for the next relay or session. False if the
+        broker confirmed not all of it."""
         items = self.pipeline.outbox.take()
         if not items:
-            return
+            return True
         exchange = await channel.get_exchange(EVENTS_EXCHANGE, ensure=False)
         sends = [(item, message) for item in items for message in item.messages]
         results = await asyncio.gather(

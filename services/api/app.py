@@ -31,9 +31,10 @@ from contracts import commands as c
 from contracts.envelope import CompanyMessage
 from contracts.fields import normalize_instant
 from contracts.status import Status
-from services.api import schemas
+from services.api import operate, page, schemas
 from services.api.auth import Caller, Unauthorized, caller_from_header
 from services.api.commands import CommandBus
+from services.api.live import LiveHub
 from services.api.problems import Refused, Unavailable, http_problem, unexpected_problem
 from services.api.reads import BadCursor, ReadModel
 from services.api.responses import ApiResponse
@@ -522,6 +523,8 @@ def create_app(settings: Settings) -> Litestar:
         client = connect(settings.mongo_url, settings.mongo_timeout_ms)
         app.state.reads = ReadModel(client[settings.mongo_db])
         app.state.bus = CommandBus(settings.amqp_url, settings.service_secret)
+        app.state.live = LiveHub(settings.amqp_url)
+        app.state.live.start()
         ttl = dt.timedelta(seconds=settings.command_records_ttl_s)
         expiry = Expiry(MongoStore(client[settings.mongo_db]), PENDING, "at", ttl, utc_now)
         expiring = asyncio.create_task(expire_pending(expiry))
@@ -531,6 +534,7 @@ def create_app(settings: Settings) -> Litestar:
             expiring.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await expiring
+            await app.state.live.close()
             await app.state.bus.close()
             await client.close()
 
@@ -552,12 +556,24 @@ def create_app(settings: Settings) -> Litestar:
         set_engagement,
         add_note,
         set_note_status,
+        operate.queues,
+        operate.replay,
     ]
     prometheus = PrometheusConfig(
         app_name="backoffice", prefix="backoffice_http", group_path=True, exclude=["/metrics"]
     )
     return Litestar(
-        route_handlers=[*protected, healthz, readyz, metrics, openapi_json],
+        route_handlers=[
+            *protected,
+            operate.live_events,
+            healthz,
+            readyz,
+            metrics,
+            openapi_json,
+            page.index,
+            page.labels,
+            page.static_files,
+        ],
         dependencies={"caller": Provide(provide_caller)},
         lifespan=[resources],
         state=State({"settings": settings}),

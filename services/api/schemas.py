@@ -244,3 +244,21 @@ class CommandOutcome(msgspec.Struct):
     status: Literal["pending", "applied", "rejected", "failed"]
     reason: str | None = None
     location: str | None = None
+
+
+class QueueState(msgspec.Struct):
+    consumer: str
+    queue: str
+    ready: int
+    dead_queue: str
+    dead: int
+    dead_by_reason: dict[str, int]
+
+
+class Queues(msgspec.Struct):
+    items: list[QueueState]
+
+
+class Replayed(msgspec.Struct):
+    consumer: str
+    replayed: int
