@@ -70,6 +70,9 @@ STORE_PROBE_TIMEOUT_S = 2.0  # how long a ping may take while the store is thoug
 STORE_PROBE_MAX_DELAY_S = 15.0
 CONSUMER_STATS = "consumer_stats"  # one document per consumer: its counts, across replicas
 SOURCE_HEADER = "x-source"
+# How long a consumer must have had nothing to do before it rewrites documents to clear their
+# published outbound messages: never while a backlog is being applied.
+IDLE_BEFORE_TIDY_S = 2.0
 
 
 def utc_now() -> dt.datetime:
@@ -164,10 +167,12 @@ class ConsumerRunner:
                 while not (stop.is_set() or closed.is_set()):
                     if self.pipeline.sweeping:  # batches first, a sweep step between them
                         batch = self._drain(inbox)
-                    elif inbox.empty() and self.pipeline.outbox.has_untidy:
-                        await self._relayed()
-                        await self._tidy()  # nothing else to do
-                        continue
+                    elif self.pipeline.outbox.has_untidy:
+                        batch = await self._next_batch(inbox, stop, closed, IDLE_BEFORE_TIDY_S)
+                        if not batch and not stop.is_set():
+                            await self._relayed()
+                            await self._tidy()  # nothing else to do for a while
+                            continue
                     else:
                         batch = await self._next_batch(inbox, stop, closed)
                     if batch and not recovered_on_first_batch:
@@ -299,11 +304,15 @@ class ConsumerRunner:
         inbox: asyncio.Queue[AbstractIncomingMessage],
         stop: asyncio.Event,
         closed: asyncio.Event,
+        idle_s: float | None = None,
     ) -> list[AbstractIncomingMessage]:
+        """The next batch; empty when stopping, or when nothing came within ``idle_s``."""
         getter = asyncio.ensure_future(inbox.get())
         stopper = asyncio.ensure_future(stop.wait())
         closer = asyncio.ensure_future(closed.wait())
-        await asyncio.wait({getter, stopper, closer}, return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait(
+            {getter, stopper, closer}, timeout=idle_s, return_when=asyncio.FIRST_COMPLETED
+        )
         stopper.cancel()
         closer.cancel()
         if not getter.done():

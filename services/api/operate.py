@@ -70,7 +70,12 @@ async def replay(state: State, caller: Caller, consumer: str) -> schemas.Replaye
     return schemas.Replayed(consumer=consumer, replayed=moved)
 
 
-@get("/v1/events/stream", summary="The agency's outbound events, live (server-sent events)")
+@get(
+    "/v1/events/stream",
+    summary="The agency's outbound events, live (server-sent events)",
+    # A stream never ends: a generated client would only time out on it (README, "The page").
+    include_in_schema=False,
+)
 async def live_events(request: Request[Any, Any, Any], state: State) -> ServerSentEvent:
     """A browser's EventSource cannot send a header, so the token may come as `access_token`."""
     settings: Settings = state.settings

@@ -140,6 +140,14 @@ async def test_another_agencys_company_and_a_company_not_added_are_refused(
     await expect(stranger.get_by_role("alert")).to_contain_text("inte tillagd")
     await expect(stranger.locator("#payroll-rows")).to_have_count(0)
     await shot(stranger, "refused")
+    # The routes behind the page refuse the same way.
+    async with client(running_system, "u-2") as api:
+        assert (await api.get("/v1/operations/queues")).status_code == 403
+        assert (await api.post("/v1/operations/queues/bookkeeping/replay")).status_code == 403
+    async with client(running_system, None) as anonymous:
+        stream = await anonymous.get("/v1/events/stream", params={"access_token": "forged"})
+        assert stream.status_code == 401
+        assert stream.headers["content-type"].startswith("application/problem+json")
 
 
 async def test_an_operator_sees_dead_letters_and_replays_them(

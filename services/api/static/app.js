@@ -140,8 +140,10 @@ function signOut() {
 async function overview(mine = false) {
   const f = state.overview.filters;
   const query = el("input", { type: "search", name: "q", value: f.q || "", placeholder: t("search"), "aria-label": t("search") });
+  const seen = [...new Set([...(state.overview.responsibles || []), f.responsible].filter((r) => r && r !== "me"))].sort();
   const responsible = el("select", { name: "responsible", "aria-label": t("responsible") },
-    el("option", { value: "", text: t("anyone") }), el("option", { value: "me", text: t("me"), selected: f.responsible === "me" }));
+    el("option", { value: "", text: t("anyone") }), el("option", { value: "me", text: t("me"), selected: f.responsible === "me" }),
+    seen.map((r) => el("option", { value: r, text: r, selected: f.responsible === r })));
   const domain = el("select", { name: "domain", "aria-label": t("domain") }, el("option", { value: "", text: t("any") }),
     DOMAINS.map((d) => el("option", { value: d, text: t(d), selected: f.domain === d })));
   const status = el("select", { name: "status", "aria-label": t("status") }, el("option", { value: "", text: t("any") }),
@@ -166,6 +168,8 @@ async function overview(mine = false) {
   const heading = el("h1", { text: mine ? t("mine") : t("overview") });
   try {
     const { data } = await api("GET", `${mine ? "/v1/me/companies" : "/v1/companies"}?${params}`);
+    // The responsible consultants seen so far become choices of the filter.
+    state.overview.responsibles = [...new Set([...(state.overview.responsibles || []), ...data.items.map((i) => i.responsible_user_id).filter(Boolean)])];
     const rows = data.items.map((item) => el("tr", { "data-company": item.company_id },
       el("td", {}, el("a", { href: `#/company/${encodeURIComponent(item.company_id)}/bookkeeping`, text: item.name || item.company_id })),
       el("td", { text: item.org_number || "" }), el("td", { text: item.responsible_user_id || "" }),
