@@ -26,6 +26,14 @@ async def test_the_demo_agency_is_alive_with_its_token(running_system: RunningSy
     token = re.search(r"export TOKEN=(\S+)", printed)
     assert token, printed
     assert running_system.base_url in printed
+    # The sign-in links of the page: the same token for Anna, and an operator's.
+    links = re.findall(rf"{re.escape(running_system.base_url)}/#token=(\S+)", printed)
+    assert len(links) == 2 and links[0] == token[1], printed
+    async with httpx.AsyncClient(base_url=running_system.base_url) as anonymous:
+        page = await anonymous.get("/")
+        assert page.status_code == 200 and "/static/app.js" in page.text
+        operator = {"Authorization": f"Bearer {links[1]}"}
+        assert (await anonymous.get("/v1/operations/queues", headers=operator)).status_code == 200
     headers = {"Authorization": f"Bearer {token[1]}"}
     async with httpx.AsyncClient(base_url=running_system.base_url, headers=headers) as api:
 
