@@ -169,11 +169,14 @@ class ConsumerRunner:
                 while not (stop.is_set() or closed.is_set()):
                     if self.pipeline.sweeping:  # batches first, a sweep step between them
                         batch = self._drain(inbox)
-                    elif self.pipeline.outbox.has_untidy:
+                    elif self.pipeline.outbox.has_untidy or self.pipeline.outbox.has_unpublished:
                         batch = await self._next_batch(inbox, stop, closed, IDLE_BEFORE_TIDY_S)
                         if not batch and not stop.is_set():
+                            # Nothing else to do for a while: publish what failed before, and
+                            # clear what was published from the stored documents.
+                            self._kick_relay(channel)
                             await self._relayed()
-                            await self._tidy()  # nothing else to do for a while
+                            await self._tidy()
                             continue
                     else:
                         batch = await self._next_batch(inbox, stop, closed)
