@@ -18,10 +18,10 @@ from typing import Final
 
 from contracts.outbound import OutboundMessage
 
-# Ids taken for publishing that this writer remembers, so that a later write of the same
-# aggregate, whose outbox still holds them while their confirm is on its way, does not send
-# them again. Bounded: forgetting one costs at most a repeat, which subscribers drop by id.
-SENT_MEMORY: Final = 100_000
+# Ids the broker confirmed that this writer remembers, so that a later write or load of the same
+# aggregate, whose outbox may still hold them, does not send them again but clears them.
+# Bounded: forgetting one costs at most a repeat, which subscribers drop by id.
+CONFIRMED_MEMORY: Final = 100_000
 
 
 @dataclass(frozen=True)
@@ -38,7 +38,8 @@ class OutboxLedger:
     def __init__(self) -> None:
         self._unpublished: dict[tuple[str, str], Unpublished] = {}
         self._untidy: set[tuple[str, str]] = set()
-        self._sent: OrderedDict[str, None] = OrderedDict()
+        self._in_flight: set[str] = set()  # taken for publishing, not yet confirmed
+        self._confirmed: OrderedDict[str, None] = OrderedDict()
 
     def hold(
         self, collection: str, key: str, version: int, messages: list[OutboundMessage]
@@ -52,18 +53,38 @@ class OutboxLedger:
             self._unpublished.pop((collection, key), None)
 
     def take(self) -> list[Unpublished]:
-        """What to publish now: all held messages but those already taken."""
+        """What to publish now: the held messages neither on their way nor confirmed. An
+        aggregate whose outbox holds confirmed ones is to be tidied."""
         taken = []
         for item in self._unpublished.values():
-            fresh = tuple(m for m in item.messages if m.id not in self._sent)
+            if any(m.id in self._confirmed for m in item.messages):
+                self._untidy.add((item.collection, item.key))
+            fresh = tuple(
+                m
+                for m in item.messages
+                if m.id not in self._in_flight and m.id not in self._confirmed
+            )
             if fresh:
                 taken.append(replace(item, messages=fresh))
-                for message in fresh:
-                    self._sent[message.id] = None
+                self._in_flight.update(m.id for m in fresh)
         self._unpublished.clear()
-        while len(self._sent) > SENT_MEMORY:
-            self._sent.popitem(last=False)
         return taken
+
+    def _taken(self, message_id: str) -> bool:
+        return message_id in self._in_flight or message_id in self._confirmed
+
+    def confirm(self, collection: str, key: str, ids: set[str]) -> None:
+        """The broker confirmed ``ids``: they are to leave the aggregate's stored outbox."""
+        self._in_flight.difference_update(ids)
+        for message_id in ids:
+            self._confirmed[message_id] = None
+        while len(self._confirmed) > CONFIRMED_MEMORY:
+            self._confirmed.popitem(last=False)
+        if ids:
+            self._untidy.add((collection, key))
+
+    def is_confirmed(self, message_id: str) -> bool:
+        return message_id in self._confirmed
 
     @property
     def has_unpublished(self) -> bool:
@@ -72,12 +93,8 @@ class OutboxLedger:
     def put_back(self, items: list[Unpublished]) -> None:
         """Publishing failed: take them again next time (a newer write holding them too wins)."""
         for item in items:
-            for message in item.messages:
-                self._sent.pop(message.id, None)
+            self._in_flight.difference_update(m.id for m in item.messages)
             self._unpublished.setdefault((item.collection, item.key), item)
-
-    def mark_untidy(self, collection: str, key: str) -> None:
-        self._untidy.add((collection, key))
 
     def untidy(self, limit: int) -> list[tuple[str, str]]:
         chosen = list(self._untidy)[:limit]
@@ -91,4 +108,5 @@ class OutboxLedger:
     def forget(self) -> None:
         self._unpublished.clear()
         self._untidy.clear()
-        self._sent.clear()
+        self._in_flight.clear()
+        self._confirmed.clear()

@@ -374,34 +374,44 @@ class Pipeline:
     def published(self, item: Unpublished, ids: set[str]) -> None:
         """``ids`` of ``item`` are confirmed by the broker: they leave the remembered state now,
         and the stored one with the aggregate's next write (or ``tidy``)."""
+        self.outbox.confirm(item.collection, item.key, ids)
         cached = self._cache.get((item.collection, item.key))
-        if cached is None or not ids:
-            return
-        state = cached.state
-        remaining = [m for m in state.outbox if m.id not in ids]
-        if len(remaining) != len(state.outbox):
-            state = msgspec.structs.replace(state, outbox=remaining)
+        if cached is not None:
+            state = self._without_confirmed(cached.state)
             self._cache[(item.collection, item.key)] = Stored(cached.version, state)
-            self.outbox.mark_untidy(item.collection, item.key)
+
+    def _without_confirmed(self, state: Any) -> Any:
+        remaining = [m for m in state.outbox if not self.outbox.is_confirmed(m.id)]
+        if len(remaining) == len(state.outbox):
+            return state
+        return msgspec.structs.replace(state, outbox=remaining)
 
     async def tidy(self, limit: int = 64) -> int:
-        """Writes up to ``limit`` aggregates whose stored outbox still holds published messages;
+        """Writes up to ``limit`` aggregates whose stored outbox still holds confirmed messages;
         how many were written. For a consumer with nothing else to do."""
-        by_collection: dict[str, list[Write]] = defaultdict(list)
+        by_collection: dict[str, list[tuple[str, Stored | None]]] = defaultdict(list)
         for collection, key in self.outbox.untidy(limit):
-            cached = self._cache.get((collection, key))
-            if cached is not None:
-                by_collection[collection].append(Write(key, cached.version, cached.state))
+            by_collection[collection].append((key, self._cache.get((collection, key))))
         written = 0
-        for collection, writes in by_collection.items():
+        for collection, entries in by_collection.items():
+            rulebook = self._rulebook(collection)
+            missing = [key for key, cached in entries if cached is None]
+            loaded = await self.store.load(collection, rulebook.state_type, missing)
+            writes = []
+            for key, cached in entries:
+                if cached is not None:  # stripped when confirmed; the stored one is not yet
+                    writes.append(Write(key, cached.version, self._without_confirmed(cached.state)))
+                elif (stored := loaded.get(key)) is not None:
+                    state = self._without_confirmed(stored.state)
+                    if state is not stored.state:
+                        writes.append(Write(key, stored.version, state))
             conflicts = await self.store.save(collection, writes)
             for write in writes:
                 if write.key in conflicts:  # another writer was first; its write holds the truth
                     self._cache.pop((collection, write.key), None)
                     continue
-                self._remember(
-                    collection, write.key, Stored(write.expected_version + 1, write.state)
-                )
+                stored = Stored(write.expected_version + 1, write.state)
+                self._remember(collection, write.key, stored)
                 written += 1
         return written
 

@@ -524,7 +524,6 @@ def create_app(settings: Settings) -> Litestar:
         app.state.reads = ReadModel(client[settings.mongo_db])
         app.state.bus = CommandBus(settings.amqp_url, settings.service_secret)
         app.state.live = LiveHub(settings.amqp_url)
-        app.state.live.start()
         ttl = dt.timedelta(seconds=settings.command_records_ttl_s)
         expiry = Expiry(MongoStore(client[settings.mongo_db]), PENDING, "at", ttl, utc_now)
         expiring = asyncio.create_task(expire_pending(expiry))

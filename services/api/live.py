@@ -1,7 +1,9 @@
 """Server-sent events for the Back-office page: the outbound events of the caller's agency, live.
 
-The API process keeps one exclusive queue bound to `backoffice.events` (whatever the number of
-open pages) and hands each message to the pages of that agency. A page that falls behind loses
+While at least one page is open, the API process keeps one exclusive queue bound to
+`backoffice.events` (whatever the number of pages) and hands each message to the pages of that
+agency; with no page open it follows nothing, so an API without viewers costs the broker and
+itself nothing for the outbound events. A page that falls behind loses
 the oldest messages rather than holding memory: it reloads what it shows anyway, and a message
 is only a hint that something changed.
 """
@@ -30,15 +32,18 @@ class LiveHub:
         self.log = structlog.get_logger().bind(component="api")
         self._pages: dict[str, set[asyncio.Queue[dict[str, Any]]]] = {}
         self._task: asyncio.Task[None] | None = None
+        self._bound = asyncio.Event()  # set while the queue is bound: a page then misses nothing
 
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._listen())
+    def _follow(self) -> None:
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._listen())
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+                await task
 
     async def _listen(self) -> None:
         """Follows `backoffice.events`, reconnecting after a lost connection."""
@@ -53,13 +58,16 @@ class LiveHub:
                     )
                     queue = await channel.declare_queue(exclusive=True, auto_delete=True)
                     await queue.bind(exchange, "#")
+                    self._bound.set()
                     delay = 0.5
                     async with queue.iterator(no_ack=True) as messages:
                         async for incoming in messages:
                             self._hand_out(incoming.body)
             except asyncio.CancelledError:
+                self._bound.clear()
                 raise
             except Exception as error:
+                self._bound.clear()
                 self.log.warning("live events unavailable; retrying", error=str(error))
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 30.0)
@@ -78,10 +86,15 @@ class LiveHub:
     async def page(self, agency_id: str) -> AsyncIterator[asyncio.Queue[dict[str, Any]]]:
         queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(PAGE_BACKLOG)
         self._pages.setdefault(agency_id, set()).add(queue)
+        self._follow()
+        with contextlib.suppress(TimeoutError):  # the broker away: the page shows what it has
+            await asyncio.wait_for(self._bound.wait(), 5)
         try:
             yield queue
         finally:
             self._pages[agency_id].discard(queue)
+            if not any(self._pages.values()):
+                await self.close()  # the last page has gone
 
 
 async def stream(hub: LiveHub, agency_id: str) -> AsyncIterator[ServerSentEventMessage]:

@@ -127,3 +127,28 @@ async def test_what_a_crashed_writer_left_is_found_and_published_again(pipeline:
     assert await successor.recover_outboxes() == 1
     (found,) = successor.outbox.take()
     assert [m.id for m in found.messages] == [m.id for m in lost.messages]  # the same ids
+
+
+async def test_confirmed_messages_are_cleared_even_when_the_writer_forgot_the_aggregate(
+    pipeline: Pipeline,
+) -> None:
+    """A writer may lose its remembered copy (another writer won a race) between publishing and
+    tidying: it then reads the stored document, and clears what the broker confirmed."""
+    store = pipeline.store
+    assert isinstance(store, MemoryStore)
+    await told(pipeline, f.details())
+    await pipeline.handle([delivery(f.submitted("2026-02", "2026-03-02T09:00"))])
+    (item,) = pipeline.outbox.take()
+    pipeline._cache.clear()  # forgotten, as after a conflict
+    pipeline.published(item, {m.id for m in item.messages})
+    # Loading it again holds its outbox, but nothing confirmed is sent a second time.
+    await pipeline.handle([delivery(f.uploaded("2026-03-03T09:00"))])
+    assert [
+        m
+        for i in pipeline.outbox.take()
+        for m in i.messages
+        if m.id in {m.id for m in item.messages}
+    ] == []
+    assert await pipeline.tidy() == 1
+    (stored,) = (await store.load("bookkeeping", BookkeepingTab, [KEY])).values()
+    assert not {m.id for m in stored.state.outbox} & {m.id for m in item.messages}
