@@ -14,16 +14,17 @@ from litestar.exceptions import (
 )
 from litestar.response import ServerSentEvent
 
+from consumers.registry import CONSUMERS
 from services import operations
 from services.api import schemas
 from services.api.auth import Caller, Unauthorized, caller_from_header
 from services.api.commands import CommandBus
 from services.api.live import LiveHub, stream
 from services.config import Settings
-from services.topology import dead_queue_name, queue_name
+from services.topology import UNROUTED, dead_queue_name, queue_name
 
 OPERATE = "operate"
-OPERATED = ("directory", "bookkeeping", "payroll", "vat", "closing", "unrouted")
+OPERATED = (*CONSUMERS, UNROUTED)  # every consumer and the catch-all
 PEEK_LIMIT = 1000  # dead letters read to count them by reason
 
 
