@@ -74,9 +74,14 @@ rabbit_policies() {
     log "no .venv yet: run deploy/setup.sh, then this script again, to apply the broker policies"
     return 0
   fi
-  mkdir -p "$state"
-  (cd "$root" && "$py" -m services broker-definitions) >"$state/definitions.json"
-  rabbitmqctl -q import_definitions "$state/definitions.json" >/dev/null
+  # rabbitmqctl reads the file as the rabbitmq user, which may not reach the checkout (a
+  # private temporary folder, say): hand it a readable file of its own.
+  local file
+  file=$(mktemp --suffix=.json)
+  (cd "$root" && "$py" -m services broker-definitions) >"$file"
+  chmod 644 "$file"
+  rabbitmqctl -q import_definitions "$file" >/dev/null || { rm -f "$file"; return 1; }
+  rm -f "$file"
 }
 
 rabbit_stop() {
