@@ -3,13 +3,15 @@ running system. Screenshots go to tests/.screenshots/ (git-ignored) for review."
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 from collections.abc import AsyncIterator
 from typing import Any
+from urllib.parse import urlsplit
 
 import aio_pika
 import pytest
-from playwright.async_api import Browser, Page, async_playwright, expect
+from playwright.async_api import Browser, Page, Route, async_playwright, expect
 
 from contracts.registry import encode
 from services.topology import dead_queue_name
@@ -124,6 +126,34 @@ async def test_a_row_changes_live_when_upstream_publishes(
     await expect(row.locator("[data-status]")).to_have_attribute("data-status", "new")
     assert await page.evaluate("window.notReloaded === true")  # no reload: it came live
     await shot(page, "live")
+
+
+async def test_a_late_overview_answer_does_not_replace_the_company_opened_since(
+    running_system: RunningSystem, browser: Browser
+) -> None:
+    """A slow overview must not paint over the view the user moved on to: hold its answer back
+    until the company is on screen, then let it through."""
+    await build_world(running_system)
+    async with client(running_system, "u-1") as api:
+        await api.post("/v1/companies/c-2002/users/me")
+    page = await browser.new_page(viewport={"width": 1366, "height": 800})
+    release = asyncio.Event()
+
+    async def held(route: Route) -> None:
+        await release.wait()
+        await route.continue_()
+
+    await page.route(lambda url: urlsplit(url).path == "/v1/companies", held)
+    await page.goto(f"{running_system.base_url}/#token={running_system.token('u-1')}")
+    await expect(page.locator("#nav a").first).to_be_visible()
+    await page.goto(f"{running_system.base_url}/#/company/c-2002/bookkeeping")
+    await expect(page.locator("#bookkeeping-rows tr").first).to_be_visible()
+
+    async with page.expect_request_finished(lambda r: urlsplit(r.url).path == "/v1/companies"):
+        release.set()
+    await page.evaluate("() => new Promise((done) => setTimeout(done, 300))")
+    await expect(page.locator("#overview")).to_have_count(0)
+    await expect(page.get_by_role("heading", level=1)).to_have_text("Bageriet i Byn AB")
 
 
 async def test_another_agencys_company_and_a_company_not_added_are_refused(

@@ -111,9 +111,15 @@ async function api(method, path, body) {
   return { status: answer.status, data };
 }
 
-function show(...nodes) {
-  const main = document.getElementById("main");
-  main.replaceChildren(...nodes);
+// Views load asynchronously, so an older view's answer can arrive after a newer view began (a
+// click or a hash change while the overview is still loading). Each view takes a ticket when it
+// begins and shows its nodes only while that ticket is still the latest one.
+function begin() { state.ticket = (state.ticket || 0) + 1; return state.ticket; }
+
+function show(ticket, ...nodes) {
+  if (ticket !== state.ticket) return false;
+  document.getElementById("main").replaceChildren(...nodes);
+  return true;
 }
 
 function announce(text) { document.getElementById("announce").textContent = text; }
@@ -123,7 +129,7 @@ function failure(error) { return el("p", { class: "error", role: "alert", text: 
 // ------------------------------------------------------------------ sign-in
 function signIn() {
   const field = el("textarea", { id: "token", rows: 3, cols: 60, "aria-label": t("token") });
-  show(el("h1", { text: t("signin") }), el("p", { text: t("signinHelp") }),
+  show(begin(), el("h1", { text: t("signin") }), el("p", { text: t("signinHelp") }),
     el("form", { onsubmit: (e) => { e.preventDefault(); keep(field.value.trim()); route(); } },
       el("label", {}, t("token"), field), el("p", {}, el("button", { class: "primary", type: "submit", text: t("signin") }))));
 }
@@ -138,6 +144,7 @@ function signOut() {
 
 // ------------------------------------------------------------------ the overview
 async function overview(mine = false) {
+  const ticket = begin();
   const f = state.overview.filters;
   const query = el("input", { type: "search", name: "q", value: f.q || "", placeholder: t("search"), "aria-label": t("search") });
   const seen = [...new Set([...(state.overview.responsibles || []), f.responsible].filter((r) => r && r !== "me"))].sort();
@@ -182,13 +189,13 @@ async function overview(mine = false) {
     const pager = el("div", { class: "pager" },
       state.overview.cursors.length > 1 ? el("button", { type: "button", text: t("first"), onclick: () => { state.overview.cursors = [null]; overview(mine); } }) : null,
       data.next_cursor ? el("button", { type: "button", text: t("next"), onclick: () => { state.overview.cursors.push(data.next_cursor); overview(mine); } }) : null);
-    show(heading, mine ? null : form,
+    show(ticket, heading, mine ? null : form,
       rows.length ? el("table", { id: "overview" },
         el("thead", {}, el("tr", {}, el("th", { text: t("company") }), el("th", { text: t("orgNumber") }), el("th", { text: t("responsible") }), DOMAINS.map((d) => el("th", { text: t(d) })))),
         el("tbody", {}, rows)) : el("p", { class: "muted", text: t("none") }),
       pager);
   } catch (error) {
-    show(heading, form, failure(error));
+    show(ticket, heading, form, failure(error));
   }
 }
 
@@ -196,17 +203,18 @@ async function overview(mine = false) {
 const fmt = (value) => (value === null || value === undefined ? "" : String(value).replace("T", " ").replace(/\.\d{3}Z$/, " UTC"));
 
 async function company(id, tab) {
+  const ticket = begin();
   const tabs = el("nav", { class: "tabs", "aria-label": t("company") },
     [...DOMAINS, "notes", "history"].map((name) => el("a", { href: `#/company/${encodeURIComponent(id)}/${name}`, text: t(name), "aria-current": name === tab ? "page" : null })));
   let facts;
   try {
     facts = (await api("GET", `/v1/companies/${encodeURIComponent(id)}`)).data;
   } catch (error) {
-    show(el("h1", { text: id }), failure(error));
+    show(ticket, el("h1", { text: id }), failure(error));
     return;
   }
   const body = el("div", { id: "tab" });
-  show(el("h1", { text: facts.name || id }), companyCard(facts), tabs, body);
+  if (!show(ticket, el("h1", { text: facts.name || id }), companyCard(facts), tabs, body)) return;
   try {
     body.replaceChildren(...(await tabView(id, tab, facts)));
   } catch (error) {
@@ -314,10 +322,11 @@ async function historyView(base, cursor = null) {
 
 // ------------------------------------------------------------------ operators
 async function operations() {
+  const ticket = begin();
   const heading = el("h1", { text: t("operations") });
   try {
     const { data } = await api("GET", "/v1/operations/queues");
-    show(heading, el("table", { id: "queues" },
+    show(ticket, heading, el("table", { id: "queues" },
       el("thead", {}, el("tr", {}, ["queue", "ready", "dead", "reasons", "replay"].map((k) => el("th", { text: t(k) })))),
       el("tbody", {}, data.items.map((q) => el("tr", { "data-consumer": q.consumer },
         el("td", { text: q.queue }), el("td", { text: q.ready }), el("td", { "data-dead": q.dead, text: q.dead }),
@@ -327,7 +336,7 @@ async function operations() {
           operations();
         } }) : null))))));
   } catch (error) {
-    show(heading, failure(error));
+    show(ticket, heading, failure(error));
   }
 }
 
