@@ -2,6 +2,7 @@
 
 from tests.harness import (
     amqp_url,
+    answering_later_system,
     mongo,
     mongo_db,
     running_system,
@@ -13,6 +14,7 @@ from tests.harness import (
 
 __all__ = [
     "amqp_url",
+    "answering_later_system",
     "mongo",
     "mongo_db",
     "running_system",

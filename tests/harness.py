@@ -402,6 +402,24 @@ class RunningSystem:
 async def running_system(
     settings: Settings, mongo: Any, tmp_path: Path
 ) -> AsyncIterator[RunningSystem]:
+    async with run_system(settings, tmp_path, BACKOFFICE_COMMAND_TIMEOUT_S="5") as system:
+        yield system
+
+
+@pytest.fixture
+async def answering_later_system(
+    settings: Settings, mongo: Any, tmp_path: Path
+) -> AsyncIterator[RunningSystem]:
+    """A system whose API waits next to no time for a command's outcome, so that every command
+    is answered 202 and its caller has to follow it."""
+    async with run_system(settings, tmp_path, BACKOFFICE_COMMAND_TIMEOUT_S="0.001") as system:
+        yield system
+
+
+@contextlib.asynccontextmanager
+async def run_system(
+    settings: Settings, tmp_path: Path, **env: str
+) -> AsyncIterator[RunningSystem]:
     import httpx
 
     port = free_port()
@@ -413,7 +431,7 @@ async def running_system(
         "--no-clock",
         BACKOFFICE_API_PORT=str(port),
         BACKOFFICE_JWT_SECRET=JWT_SECRET,
-        BACKOFFICE_COMMAND_TIMEOUT_S="5",
+        **env,
     )
     base_url = f"http://127.0.0.1:{port}"
 

@@ -17,7 +17,7 @@ from contracts.registry import encode
 from services.topology import dead_queue_name
 from tests import factories as f
 from tests.e2e.world import OTHER_AGENCY, build_world, client
-from tests.harness import ROOT, RunningSystem, publish
+from tests.harness import ROOT, RunningSystem, eventually, publish
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 SHOTS = ROOT / "tests" / ".screenshots"
@@ -154,6 +154,61 @@ async def test_a_late_overview_answer_does_not_replace_the_company_opened_since(
     await page.evaluate("() => new Promise((done) => setTimeout(done, 300))")
     await expect(page.locator("#overview")).to_have_count(0)
     await expect(page.get_by_role("heading", level=1)).to_have_text("Bageriet i Byn AB")
+
+
+async def test_commands_answered_202_are_followed_to_their_outcome(
+    answering_later_system: RunningSystem, browser: Browser
+) -> None:
+    """Here the API answers every command 202 at once: the page asks where it was told to until
+    the command is applied, and only then draws the view again."""
+    system = answering_later_system
+    await build_world(system)
+    page = await signed_in(browser, system, "u-1")
+    await page.goto(f"{system.base_url}/#/company/c-2002/bookkeeping")
+    await expect(page.get_by_role("alert")).to_contain_text("inte tillagd")
+    followed = lambda r: urlsplit(r.url).path.startswith("/v1/commands/")  # noqa: E731
+    async with page.expect_request(followed):
+        await page.get_by_role("button", name="Lägg till mig").click()
+    row = page.locator('#bookkeeping-rows tr[data-period="2026-02"]')
+    await expect(row.locator("[data-status]")).to_have_attribute("data-status", "new")
+
+    await page.get_by_role("link", name="Anteckningar").click()
+    await page.get_by_label("Text").fill("Följd till slutet")
+    async with page.expect_request(followed):
+        await page.locator("#tab").get_by_role("button", name="Lägg till").click()
+    await expect(page.locator("#notes li")).to_contain_text("Följd till slutet")
+
+
+async def test_a_live_change_waits_while_the_user_is_typing(
+    running_system: RunningSystem, browser: Browser
+) -> None:
+    await build_world(running_system)
+    async with client(running_system, "u-1") as api:
+        await api.post("/v1/companies/c-3003/users/me")
+    page = await signed_in(browser, running_system, "u-1")
+    await page.goto(f"{running_system.base_url}/#/company/c-3003/notes")
+    await expect(page.locator("#live-state")).to_contain_text("Live")
+    text = page.get_by_label("Text")
+    await text.fill("Halvskrivet")
+
+    await publish(
+        running_system.settings.amqp_url,
+        [f.submitted("2026-01", "2026-01-28T09:00", company_id="c-3003")],
+    )
+
+    async def changed() -> bool:
+        async with client(running_system, "u-1") as api:
+            tab = (await api.get("/v1/companies/c-3003/bookkeeping")).json()
+            return any(p["status"] == "new" for p in tab["periods"] if p["period"] == "2026-01")
+
+    await eventually(changed, timeout=30, what="the submission to be applied")
+    await page.evaluate("() => new Promise((done) => setTimeout(done, 1500))")  # past the redraw
+    await expect(text).to_have_value("Halvskrivet")
+    await expect(page.locator("#announce")).not_to_have_text("Uppdaterat")
+
+    await text.fill("")
+    await page.get_by_role("heading", level=1).click()  # the field loses the focus
+    await expect(page.locator("#announce")).to_have_text("Uppdaterat")
 
 
 async def test_another_agencys_company_and_a_company_not_added_are_refused(

@@ -19,7 +19,7 @@ const TEXT = {
     from: "Från", to: "Till", when: "När", cause: "Orsak",
     queue: "Kö", ready: "Väntar", dead: "Döda meddelanden", reasons: "Orsaker", replay: "Spela upp igen",
     forbidden: "Du är inte tillagd på bolaget.", notFound: "Finns inte.", unauthorized: "Logga in igen.",
-    live: "Live", offline: "Inte live", changed: "Uppdaterat", pending: "Skickat; väntar på svar.",
+    live: "Live", offline: "Inte live", changed: "Uppdaterat", pending: "Skickat; väntar på svar.", failed: "Kunde inte utföras; en operatör kan köra om det.",
     name: "Namn", legalForm: "Bolagsform", method: "Bokföringsmetod", vatFrequency: "Momsperiod",
     fiscalYear: "Räkenskapsår", header: "Översikt", noRows: "Inga perioder.",
     last_upload_at: "Senaste uppladdning", client_todo_count: "Saker att göra", vat_frequency: "Momsperiod",
@@ -43,7 +43,7 @@ const TEXT = {
     from: "From", to: "To", when: "When", cause: "Cause",
     queue: "Queue", ready: "Waiting", dead: "Dead letters", reasons: "Reasons", replay: "Replay",
     forbidden: "You are not added to this company.", notFound: "Not found.", unauthorized: "Sign in again.",
-    live: "Live", offline: "Not live", changed: "Updated", pending: "Sent; waiting for an answer.",
+    live: "Live", offline: "Not live", changed: "Updated", pending: "Sent; waiting for an answer.", failed: "Could not be carried out; an operator can replay it.",
     name: "Name", legalForm: "Legal form", method: "Accounting method", vatFrequency: "VAT period",
     fiscalYear: "Fiscal year", header: "Overview", noRows: "No periods.",
     last_upload_at: "Last upload", client_todo_count: "Client to-dos", vat_frequency: "VAT period",
@@ -115,6 +115,24 @@ async function api(method, path, body) {
 // click or a hash change while the overview is still loading). Each view takes a ticket when it
 // begins and shows its nodes only while that ticket is still the latest one.
 function begin() { state.ticket = (state.ticket || 0) + 1; return state.ticket; }
+
+const pause = (ms) => new Promise((done) => setTimeout(done, ms));
+
+// A command its owner has not applied within the API's wait is answered 202 with where to ask:
+// follow it, so that the view is drawn again only once the command is applied, or says why not.
+async function command(method, path, body) {
+  const answer = await api(method, path, body);
+  if (answer.status !== 202 || !answer.data?.location) return answer;
+  announce(t("pending"));
+  for (let asked = 0; asked < 120; asked++) {
+    await pause(asked < 10 ? 300 : 1000);
+    const outcome = await api("GET", answer.data.location);
+    if (outcome.status === 202) continue;
+    if (outcome.data.status === "applied") return outcome;
+    throw new Refusal(outcome.data.status === "rejected" ? 409 : 422, outcome.data.reason || t(outcome.data.status));
+  }
+  return answer;
+}
 
 function show(ticket, ...nodes) {
   if (ticket !== state.ticket) return false;
@@ -229,7 +247,7 @@ function companyCard(c) {
   const responsible = el("input", { value: c.engagement.responsible_user_id || "", "aria-label": t("responsible"), size: 10 });
   const act = (method, path, body) => async (e) => {
     e?.preventDefault();
-    try { await api(method, path, body && body()); route(); } catch (error) { e?.target?.append?.(failure(error)); announce(error.message); }
+    try { await command(method, path, body && body()); route(); } catch (error) { e?.target?.append?.(failure(error)); announce(error.message); }
   };
   const base = `/v1/companies/${encodeURIComponent(c.company_id)}`;
   return el("section", { class: "card", "aria-label": t("header") },
@@ -280,7 +298,7 @@ function statusForm(base, tab, row) {
   const deadline = el("input", { type: "date", "aria-label": `${t("newDeadline")} ${row.period}` });
   const send = async (body) => {
     try {
-      const answer = await api("PUT", `${base}/${tab}/periods/${row.period}/status`, body);
+      const answer = await command("PUT", `${base}/${tab}/periods/${row.period}/status`, body);
       announce(answer.status === 202 ? t("pending") : t("changed"));
       route();
     } catch (error) { form.append(failure(error)); }
@@ -298,12 +316,12 @@ async function notesView(base) {
   const add = el("form", { class: "row-actions", onsubmit: async (e) => {
     e.preventDefault();
     const body = { kind: kind.value, text: text.value, ...(kind.value === "todo" ? { status: "new" } : {}) };
-    try { await api("POST", `${base}/notes`, body); route(); } catch (error) { add.append(failure(error)); }
+    try { await command("POST", `${base}/notes`, body); route(); } catch (error) { add.append(failure(error)); }
   } }, kind, text, el("button", { type: "submit", class: "primary", text: t("add") }));
   const items = data.items.map((n) => el("li", {}, el("strong", { text: n.kind === "todo" ? t("todo") : t("comment") }), " ", n.text, " ",
     el("span", { class: "muted", text: `${n.author_user_id}, ${fmt(n.created_at)}` }), " ",
     n.kind === "todo" ? el("select", { "aria-label": `${t("status")} ${n.text}`, onchange: async (e) => {
-      try { await api("PUT", `${base}/notes/${n.note_id}/status`, { status: e.target.value }); route(); } catch (error) { e.target.after(failure(error)); }
+      try { await command("PUT", `${base}/notes/${n.note_id}/status`, { status: e.target.value }); route(); } catch (error) { e.target.after(failure(error)); }
     } }, SETTABLE.map((s) => el("option", { value: s, text: label(s), selected: s === n.status }))) : null));
   return [add, el("ul", { id: "notes" }, items)];
 }
@@ -341,6 +359,24 @@ async function operations() {
 }
 
 // ------------------------------------------------------------------ live updates
+// Drawing the view again throws away what the user is typing or choosing: while a field of the
+// view has the focus or a value of the user's, the redraw waits.
+function editing() {
+  const fields = document.getElementById("main").querySelectorAll("input, textarea, select");
+  return [...fields].some((f) => f === document.activeElement || (f.tagName === "SELECT"
+    ? f.selectedIndex !== Math.max(0, [...f.options].findIndex((o) => o.defaultSelected))
+    : f.value !== f.defaultValue));
+}
+
+function refreshSoon(ms) {
+  clearTimeout(state.refresh);
+  state.refresh = setTimeout(() => {
+    if (editing()) return refreshSoon(1000);
+    route();
+    announce(t("changed"));
+  }, ms);
+}
+
 function connectLive() {
   if (state.source) state.source.close();
   if (!state.token) return;
@@ -351,10 +387,7 @@ function connectLive() {
   source.addEventListener("status.changed", (event) => {
     const change = JSON.parse(event.data);
     const view = state.view || {};
-    if (view.name === "overview" || (view.name === "company" && view.id === change.company_id)) {
-      clearTimeout(state.refresh);
-      state.refresh = setTimeout(() => { route(); announce(t("changed")); }, 200);
-    }
+    if (view.name === "overview" || (view.name === "company" && view.id === change.company_id)) refreshSoon(200);
   });
   state.source = source;
 }
