@@ -211,6 +211,41 @@ async def test_a_live_change_waits_while_the_user_is_typing(
     await expect(page.locator("#announce")).to_have_text("Uppdaterat")
 
 
+async def test_a_live_redraw_that_loaded_while_the_user_began_typing_waits(
+    running_system: RunningSystem, browser: Browser
+) -> None:
+    """The redraw starts while no field is edited; its answer is held back until the user has
+    begun typing, and then must not land."""
+    await build_world(running_system)
+    async with client(running_system, "u-1") as api:
+        await api.post("/v1/companies/c-3003/users/me")
+    page = await signed_in(browser, running_system, "u-1")
+    await page.goto(f"{running_system.base_url}/#/company/c-3003/notes")
+    await expect(page.locator("#live-state")).to_contain_text("Live")
+    text = page.get_by_label("Text")
+    await expect(text).to_be_visible()
+    asked, release = asyncio.Event(), asyncio.Event()
+
+    async def held(route: Route) -> None:
+        asked.set()
+        await release.wait()
+        await route.continue_()
+
+    await page.route(lambda url: urlsplit(url).path == "/v1/companies/c-3003", held)
+    await publish(
+        running_system.settings.amqp_url,
+        [f.submitted("2026-01", "2026-01-28T09:00", company_id="c-3003")],
+    )
+    await asyncio.wait_for(asked.wait(), 30)  # the live redraw is loading
+    await text.fill("Halvskrivet")
+    async with page.expect_request_finished(
+        lambda r: urlsplit(r.url).path == "/v1/companies/c-3003"
+    ):
+        release.set()
+    await page.evaluate("() => new Promise((done) => setTimeout(done, 300))")
+    await expect(text).to_have_value("Halvskrivet")
+
+
 async def test_another_agencys_company_and_a_company_not_added_are_refused(
     running_system: RunningSystem, browser: Browser
 ) -> None:

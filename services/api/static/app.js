@@ -111,11 +111,6 @@ async function api(method, path, body) {
   return { status: answer.status, data };
 }
 
-// Views load asynchronously, so an older view's answer can arrive after a newer view began (a
-// click or a hash change while the overview is still loading). Each view takes a ticket when it
-// begins and shows its nodes only while that ticket is still the latest one.
-function begin() { state.ticket = (state.ticket || 0) + 1; return state.ticket; }
-
 const pause = (ms) => new Promise((done) => setTimeout(done, ms));
 
 // A command its owner has not applied within the API's wait is answered 202 with where to ask:
@@ -134,8 +129,20 @@ async function command(method, path, body) {
   return answer;
 }
 
+// Views load asynchronously, so an older view's answer can arrive after a newer view began (a
+// click or a hash change while the overview is still loading). Each view takes a ticket when it
+// begins and shows its nodes only while that ticket is still the latest one.
+// A redraw for a live change is not the user's doing: it must not land on a field the user began
+// to edit while it loaded, so it checks again when its answer is there.
+function begin() {
+  state.ticket = (state.ticket || 0) + 1;
+  state.redrawTicket = state.redrawing ? state.ticket : null;
+  return state.ticket;
+}
+
 function show(ticket, ...nodes) {
   if (ticket !== state.ticket) return false;
+  if (ticket === state.redrawTicket && editing()) { refreshSoon(1000); return false; }
   document.getElementById("main").replaceChildren(...nodes);
   return true;
 }
@@ -231,13 +238,14 @@ async function company(id, tab) {
     show(ticket, el("h1", { text: id }), failure(error));
     return;
   }
-  const body = el("div", { id: "tab" });
-  if (!show(ticket, el("h1", { text: facts.name || id }), companyCard(facts), tabs, body)) return;
+  let content;
   try {
-    body.replaceChildren(...(await tabView(id, tab, facts)));
+    content = await tabView(id, tab, facts);
   } catch (error) {
-    body.replaceChildren(failure(error));
+    content = [failure(error)];
   }
+  // Card and tab are drawn together: nothing half-drawn to type into.
+  show(ticket, el("h1", { text: facts.name || id }), companyCard(facts), tabs, el("div", { id: "tab" }, content));
 }
 
 function companyCard(c) {
@@ -372,7 +380,8 @@ function refreshSoon(ms) {
   clearTimeout(state.refresh);
   state.refresh = setTimeout(() => {
     if (editing()) return refreshSoon(1000);
-    route();
+    state.redrawing = true;
+    try { route(); } finally { state.redrawing = false; }
     announce(t("changed"));
   }, ms);
 }
