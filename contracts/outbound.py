@@ -12,7 +12,7 @@ from typing import Final, Literal
 
 import msgspec
 
-from contracts.fields import Identifier, Instant, instants_as_text, normalize_instant
+from contracts.fields import Identifier, Instant, format_instant, normalize_instant
 
 EVENTS_EXCHANGE: Final = "backoffice.events"
 Domain = Literal["bookkeeping", "payroll", "vat", "closing"]
@@ -84,6 +84,12 @@ OutboundMessage = StatusChanged | ClientActionRequired
 
 
 def encode_outbound(message: Outbound) -> bytes:
-    """The JSON that subscribers receive: every instant in the one form the service writes."""
+    """The JSON that subscribers receive: every instant in the one form the service writes.
+
+    Instants sit only at the top level of an outbound message (``Cause`` has none), so only that
+    level is rewritten: the relay encodes one message per status change, and walking every
+    nested value costs more than the encoding itself."""
     builtins = msgspec.to_builtins(message, builtin_types=(dt.datetime,))
-    return msgspec.json.encode(instants_as_text(builtins))
+    return msgspec.json.encode(
+        {k: format_instant(v) if isinstance(v, dt.datetime) else v for k, v in builtins.items()}
+    )

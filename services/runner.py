@@ -259,6 +259,8 @@ class ConsumerRunner:
                         message_type=message.type,
                         delivery_mode=2,  # persistent
                     ),
+                    wait=False,  # the confirm is awaited; waiting for each write to drain too
+                    # costs a future and a task switch per message
                 )
                 for _, message in sends
             ),

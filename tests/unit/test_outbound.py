@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
+import msgspec
 import pytest
 
 from consumers.bookkeeping import BookkeepingTab
 from contracts.envelope import Message
-from contracts.outbound import ClientActionRequired, StatusChanged
+from contracts.fields import instants_as_text
+from contracts.outbound import Cause, ClientActionRequired, StatusChanged, encode_outbound
 from services.pipeline import Pipeline
 from services.store.memory import MemoryStore
 from tests import factories as f
@@ -152,3 +155,38 @@ async def test_confirmed_messages_are_cleared_even_when_the_writer_forgot_the_ag
     assert await pipeline.tidy() == 1
     (stored,) = (await store.load("bookkeeping", BookkeepingTab, [KEY])).values()
     assert not {m.id for m in stored.state.outbox} & {m.id for m in item.messages}
+
+
+def test_the_fast_encoding_writes_every_instant_as_the_deep_one_does() -> None:
+    """encode_outbound rewrites the top level only: a nested instant added to an outbound type
+    would leave that level unformatted, and this comparison would fail."""
+    at = dt.datetime(2026, 3, 2, 9, 0, 0, 40_000, tzinfo=dt.UTC)
+    messages = [
+        StatusChanged(
+            id="bookkeeping/a/1/0",
+            occurred_at=at,
+            agency_id=f.AGENCY,
+            company_id=f.COMPANY,
+            domain="bookkeeping",
+            period="2026-02",
+            from_="waiting",
+            to="new",
+            at=at,
+            cause=Cause(kind="user", id="u-1", command_id="cmd-1"),
+        ),
+        ClientActionRequired(
+            id="bookkeeping/a/1/1",
+            occurred_at=at,
+            agency_id=f.AGENCY,
+            company_id=f.COMPANY,
+            period="2026-02",
+            status="waiting",
+            deadline=dt.date(2026, 3, 12),
+            user_id="u-1",
+            command_id="cmd-1",
+        ),
+    ]
+    for message in messages:
+        deep = instants_as_text(msgspec.to_builtins(message, builtin_types=(dt.datetime,)))
+        assert msgspec.json.decode(encode_outbound(message)) == deep
+        assert b'"2026-03-02T09:00:00.040Z"' in encode_outbound(message)
