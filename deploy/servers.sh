@@ -62,6 +62,8 @@ rabbit_start() {
     sleep 1
   done
   wait_port "$amqp_port" 60 RabbitMQ
+  # Partitioned consumers (BACKOFFICE_PARTITIONS > 1) route through a consistent-hash exchange.
+  rabbitmq-plugins -q enable rabbitmq_consistent_hash_exchange >/dev/null
   rabbit_policies
 }
 

@@ -32,10 +32,11 @@ from services import demo, logs, operations, tail
 from services.api.app import create_app
 from services.clock import Clock
 from services.config import Settings
+from services.partitions import PartitionedConsumer
 from services.runner import ConsumerRunner
 from services.signing import check_secret
 from services.store.mongo import MongoStore, connect
-from services.topology import ROLES, UNROUTED, definitions, policies
+from services.topology import ROLES, UNROUTED, definitions, partitioned, policies
 
 UNROUTED_DEFINITION = ConsumerDefinition(UNROUTED, ())
 ALL_NAMES = [*CONSUMERS, UNROUTED]
@@ -111,7 +112,12 @@ async def run_processes(
 
     def build(stop: asyncio.Event) -> list[Awaitable[None]]:
         tasks: list[Awaitable[None]] = [
-            ConsumerRunner(definition(n, settings), settings, store).run(stop) for n in names
+            (
+                PartitionedConsumer(definition(n, settings), settings, store)
+                if partitioned(n, settings)
+                else ConsumerRunner(definition(n, settings), settings, store)
+            ).run(stop)
+            for n in names
         ]
         if with_clock:
             tasks.append(Clock(settings).run(stop))

@@ -30,6 +30,16 @@ def _url_template(text: str) -> str:
     return text
 
 
+MAX_PARTITIONS = 64
+
+
+def _partitions(text: str) -> int:
+    value = int(text)
+    if not 1 <= value <= MAX_PARTITIONS:
+        raise ValueError(f"expected a number of partitions from 1 to {MAX_PARTITIONS}")
+    return value
+
+
 @dataclass(frozen=True)
 class Settings:
     amqp_url: str = "amqp://guest:guest@127.0.0.1:5672/"
@@ -49,6 +59,9 @@ class Settings:
     # crashes on it every time): the last guard against a message retried forever.
     delivery_limit: int = 20
     tick_seconds: float = 60.0
+    # Partitions per consumer kind (services/partitions.py): 1 keeps one queue with a single
+    # active consumer; P > 1 hashes each aggregate to one of P queues, which the replicas share.
+    partitions: int = 1
     # Signs commands and clock ticks (services/signing.py): the API, the clock and every
     # consumer share it; required to start any of them.
     service_secret: str = ""
@@ -91,6 +104,8 @@ class Settings:
                     values[f.name] = _floats(raw)
                 elif f.name == "closing_url":
                     values[f.name] = _url_template(raw)
+                elif f.name == "partitions":
+                    values[f.name] = _partitions(raw)
                 elif f.type in ("int", int):
                     values[f.name] = int(raw)
                 elif f.type in ("float", float):

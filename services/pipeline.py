@@ -30,6 +30,7 @@ from contracts.registry import COMMANDS, INBOUND_EVENTS, INTERNAL, InvalidMessag
 from services.outbox import OutboxLedger, Unpublished
 from services.signing import is_signed
 from services.store import Store, Stored, Write, is_unavailable
+from services.store.port import PARTITION_FIELD
 from services.sweep import Sweeper
 
 Source = Literal["event", "command", "clock"]
@@ -131,10 +132,15 @@ class Pipeline:
         cache_size: int = 5000,
         secret: str = "",
         max_clock_skew: dt.timedelta = dt.timedelta(minutes=5),
+        partition: int | None = None,
     ) -> None:
         self.definition = definition
         self.secret = secret
         self.max_clock_skew = max_clock_skew
+        # A partition's writer marks what it writes, and sweeps and recovers only that.
+        self.partition = partition
+        if partition is not None:
+            store = store.scoped(**{PARTITION_FIELD: partition})
         self.store = store
         self.wall_clock = wall_clock
         self.conflict_retries = conflict_retries
@@ -144,12 +150,21 @@ class Pipeline:
         self.cache_size = cache_size
         self._cache: OrderedDict[tuple[str, str], Stored] = OrderedDict()
         clocked = [r.collection for r in definition.rulebooks if r.follows_clock]
-        self.sweeper = Sweeper(store, clocked, page=sweep_page, chunk=tick_chunk)
+        self.sweeper = Sweeper(
+            store,
+            clocked,
+            page=sweep_page,
+            chunk=tick_chunk,
+            marks="" if partition is None else f"@p{partition}",
+        )
         self.outbox = OutboxLedger()
 
     async def prepare(self) -> None:
         for rulebook in self.definition.rulebooks:
-            await self.store.ensure_indexes(rulebook.collection, rulebook.indexes)
+            indexes = rulebook.indexes
+            if self.partition is not None and rulebook.follows_clock:
+                indexes = (*indexes, ((PARTITION_FIELD, 1), ("due_at", 1)))
+            await self.store.ensure_indexes(rulebook.collection, indexes)
 
     async def handle(self, deliveries: Sequence[Delivery]) -> list[Outcome]:
         outcomes: list[Outcome | None] = [None] * len(deliveries)

@@ -56,6 +56,7 @@ from services.topology import (
     COMMANDS_EXCHANGE,
     dead_queue_name,
     declare_consumer,
+    declare_partitions,
     retry_queue_name,
 )
 
@@ -113,9 +114,11 @@ class ConsumerRunner:
         settings: Settings,
         store: Store,
         wall_clock: Callable[[], dt.datetime] = utc_now,
+        partition: int | None = None,
     ) -> None:
         self.definition = definition
         self.settings = settings
+        self.partition = partition  # of a partitioned consumer (services/partitions.py)
         self.pipeline = Pipeline(
             definition,
             store,
@@ -123,6 +126,7 @@ class ConsumerRunner:
             cache_size=settings.cache_size,
             secret=settings.service_secret,
             max_clock_skew=dt.timedelta(seconds=settings.max_clock_skew_s),
+            partition=partition,
         )
         self.counters = Counters()
         # The outcomes of commands this consumer owns, recorded for polling callers: kept
@@ -142,6 +146,8 @@ class ConsumerRunner:
         self.consuming = asyncio.Event()  # set while a session consumes; for readiness
         self.store_down = False  # set while a batch waits for the store to answer again
         self.log = structlog.get_logger().bind(consumer=definition.name)
+        if partition is not None:
+            self.log = self.log.bind(partition=partition)
         self._prepared = False
         self._published: dict[str, int] = {}  # counts already added to the shared counters
         self._relaying: asyncio.Task[None] | None = None
@@ -158,6 +164,9 @@ class ConsumerRunner:
             channel.close_callbacks.add(lambda *_: closed.set())  # a channel error ends it too
             await channel.set_qos(prefetch_count=self.settings.prefetch)
             queue = await declare_consumer(channel, self.definition, self.settings)
+            if self.partition is not None:
+                partitions = await declare_partitions(channel, self.definition, self.settings)
+                queue = partitions[self.partition]
             await self._prepare()
             await self._recover(channel)  # what a writer before us left unpublished
             recovered_on_first_batch = False
@@ -249,7 +258,7 @@ class ConsumerRunner:
         sends = [(item, message) for item in items for message in item.messages]
         results = await asyncio.gather(
             *(
-                raw.basic_publish(
+                raw.basic_publish(  # type: ignore[call-arg]  # `wait` is the concrete channel's
                     encode_outbound(message),
                     exchange=EVENTS_EXCHANGE,
                     routing_key=message.routing_key,
@@ -291,6 +300,7 @@ class ConsumerRunner:
                 "outbound messages not confirmed; kept for the next try", count=len(failed)
             )
         self.counters.published += len(sends) - len(failed)
+        return not failed
 
     async def _tidy(self) -> None:
         try:

@@ -51,10 +51,19 @@ class _Sweep:
 
 class Sweeper:
     def __init__(
-        self, store: Store, collections: Sequence[str], *, page: int = 2000, chunk: int = 128
+        self,
+        store: Store,
+        collections: Sequence[str],
+        *,
+        page: int = 2000,
+        chunk: int = 128,
+        marks: str = "",
     ) -> None:
         self.store = store
         self.collections = tuple(collections)
+        # A partition keeps watermarks of its own (``<collection><marks>``): it sweeps and
+        # writes only the aggregates it owns.
+        self.marks = marks
         self.page = page  # keys fetched by one query (at least; on FerretDB, whole days)
         self.chunk = chunk  # aggregates applied by one step
         self._sweeps: dict[str, _Sweep] = {}
@@ -65,8 +74,9 @@ class Sweeper:
 
     async def watermarks(self) -> dict[str, dt.datetime]:
         """The known watermarks by collection; a collection without one is absent."""
-        found = await self.store.fetch(SWEEPS, self.collections)
-        return {d["_id"]: d[NEXT_DUE] for d in found if d.get(NEXT_DUE) is not None}
+        found = await self.store.fetch(SWEEPS, [c + self.marks for c in self.collections])
+        named = {c + self.marks: c for c in self.collections}
+        return {named[d["_id"]]: d[NEXT_DUE] for d in found if d.get(NEXT_DUE) is not None}
 
     async def schedule(self, tick: ClockTick) -> list[str]:
         """Starts (or extends) a sweep of each collection that has something due at the tick."""
@@ -91,7 +101,7 @@ class Sweeper:
             return
         dues = [s.due_at for s in states if getattr(s, "due_at", None) is not None]
         if dues:
-            await self.store.lower(SWEEPS, collection, NEXT_DUE, min(dues))
+            await self.store.lower(SWEEPS, collection + self.marks, NEXT_DUE, min(dues))
             running = self._sweeps.get(collection)
             if running is not None:
                 running.earliest = min(running.earliest, *dues)
@@ -122,7 +132,7 @@ class Sweeper:
         Stockholm midnight (every due_at is the end of a day) unless written meanwhile."""
         midnight = end_of_day(today(sweep.tick.occurred_at))
         mark = min(sweep.earliest, midnight)
-        await self.store.record(SWEEPS, [{"_id": collection, NEXT_DUE: mark}])
+        await self.store.record(SWEEPS, [{"_id": collection + self.marks, NEXT_DUE: mark}])
         del self._sweeps[collection]
 
     def forget(self) -> None:

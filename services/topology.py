@@ -9,7 +9,15 @@
     backoffice.<consumer>.retry.<ms>ms  (each copy expires after <ms>, then back to the main queue)
     backoffice.<consumer>.dead          (quorum; invalid, rejected and exhausted messages)
 
-The main queue has a single active consumer: replicas stand by rather than compete.
+With BACKOFFICE_PARTITIONS=P > 1 (services/partitions.py) the main queue becomes the intake:
+
+    backoffice.<consumer>  --router, key = aggregate-->  backoffice.<consumer>.partitions
+                                                          (x-consistent-hash, equal weights)
+                                                     --> backoffice.<consumer>.p0 .. p<P-1>
+    backoffice.clock (fanout)             --------->    backoffice.<consumer>.p<i>
+
+Every main and partition queue has a single active consumer: replicas stand by rather than
+compete on a queue, and share the partitions.
 
 Every declaration is idempotent and carries no argument but the queue's type (and single active
 consumer), so each consumer declares what it uses when it connects, and upstream may declare
@@ -41,6 +49,9 @@ COMMANDS_EXCHANGE: Final = "backoffice.commands"
 CLOCK_EXCHANGE: Final = "backoffice.clock"
 
 UNROUTED: Final = "unrouted"
+# RabbitMQ's consistent-hash exchange plugin (rabbitmq_consistent_hash_exchange): it hashes the
+# routing key, which the router sets to the aggregate's key.
+PARTITION_EXCHANGE_TYPE: Final = "x-consistent-hash"
 
 _EVENT_TYPES: Final = frozenset(type_name(t) for t in INBOUND_EVENTS)
 _COMMAND_TYPES: Final = frozenset(type_name(t) for t in COMMANDS)
@@ -52,6 +63,19 @@ def queue_name(consumer: str) -> str:
 
 def dead_queue_name(consumer: str) -> str:
     return f"backoffice.{consumer}.dead"
+
+
+def partition_exchange_name(consumer: str) -> str:
+    return f"backoffice.{consumer}.partitions"
+
+
+def partition_queue_name(consumer: str, partition: int) -> str:
+    return f"backoffice.{consumer}.p{partition}"
+
+
+def partitioned(consumer: str, settings: Settings) -> bool:
+    """Whether ``consumer``'s work is split into partitions: the catch-all owns no aggregates."""
+    return settings.partitions > 1 and consumer != UNROUTED
 
 
 def retry_queue_name(consumer: str, delay: float) -> str:
@@ -109,9 +133,37 @@ async def declare_consumer(
             "x-single-active-consumer": True,
         },
     )
+    split = partitioned(name, settings)
     for binding in bindings(definition):
-        await queue.bind(binding.exchange, routing_key=binding.routing_key)
+        if split and binding.exchange == CLOCK_EXCHANGE:
+            # Each partition takes the ticks for the aggregates it owns; the intake takes none.
+            await queue.unbind(binding.exchange, routing_key=binding.routing_key)
+        else:
+            await queue.bind(binding.exchange, routing_key=binding.routing_key)
     return queue
+
+
+async def declare_partitions(
+    channel: AbstractChannel, definition: ConsumerDefinition, settings: Settings
+) -> list[AbstractQueue]:
+    """The consistent-hash exchange of a partitioned consumer and its P queues, bound with
+    equal weights (the binding key of a consistent-hash exchange is the weight)."""
+    name = definition.name
+    exchange = await channel.declare_exchange(
+        partition_exchange_name(name), PARTITION_EXCHANGE_TYPE, durable=True
+    )
+    queues = []
+    for partition in range(settings.partitions):
+        queue = await channel.declare_queue(
+            partition_queue_name(name, partition),
+            durable=True,
+            arguments={"x-queue-type": "quorum", "x-single-active-consumer": True},
+        )
+        await queue.bind(exchange, routing_key="1")
+        if definition.follows_clock:
+            await queue.bind(CLOCK_EXCHANGE, routing_key="")
+        queues.append(queue)
+    return queues
 
 
 @dataclass(frozen=True)
@@ -159,6 +211,19 @@ def policies(consumer_names: Iterable[str], settings: Settings) -> list[Policy]:
                 },
             )
         )
+        if name != UNROUTED:  # its queues, should the consumer be partitioned (P > 1)
+            found.append(
+                Policy(
+                    POLICY_PREFIX + name + ".partitions",
+                    "^" + re.escape(main + ".p") + r"[0-9]+$",
+                    "queues",
+                    {
+                        "dead-letter-exchange": "",
+                        "dead-letter-routing-key": dead_queue_name(name),
+                        "delivery-limit": settings.delivery_limit,
+                    },
+                )
+            )
         found.append(
             Policy(
                 POLICY_PREFIX + name + ".retry",

@@ -186,3 +186,22 @@ class StoreContract:
         assert sum(1 for conflicts in results if not conflicts) == 1
         loaded = await store.load("things", Thing, ["k1"])
         assert loaded["k1"].version == 2
+
+    async def test_a_scoped_store_marks_what_it_writes_and_finds_only_that(
+        self, store: Store
+    ) -> None:
+        """A partition's view: its writes carry the partition, and due and unpublished
+        aggregates are looked for among its own only; loads and plain documents are shared."""
+        p0, p1 = store.scoped(partition=0), store.scoped(partition=1)
+        await p0.save("things", [Write("a", 0, thing("a", T0))])
+        await p1.save("things", [Write("b", 0, thing("b", T0))])
+        since = T0 - dt.timedelta(days=1)
+        assert await p0.due("things", T0, 10) == [(T0, "a")]
+        assert await p1.due("things", T0, 10, since=since) == [(T0, "b")]
+        assert await store.due("things", T0, 10) == [(T0, "a"), (T0, "b")]
+        assert set(await p1.load("things", Thing, ["a", "b"])) == {"a", "b"}
+        (document,) = await store.fetch("things", ["b"])
+        assert document["partition"] == 1
+        await p0.record("replicas", [{"_id": "r-1", "consumer": "x"}])
+        assert [d["_id"] for d in await p1.find_plain("replicas", {"consumer": "x"})] == ["r-1"]
+        assert await p1.find_plain("replicas", {"consumer": "y"}) == []

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from services.store.port import (
@@ -19,9 +19,27 @@ from services.store.port import (
 
 
 class MemoryStore:
-    def __init__(self) -> None:
-        self.collections: dict[str, dict[str, dict[str, Any]]] = {}
+    def __init__(
+        self,
+        collections: dict[str, dict[str, dict[str, Any]]] | None = None,
+        scope: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.collections: dict[str, dict[str, dict[str, Any]]] = (
+            {} if collections is None else collections
+        )
+        self.scope: dict[str, Any] = dict(scope or {})
         self.fail_next: Exception | None = None  # lets a test make the next call fail once
+
+    def scoped(self, **fields: Any) -> MemoryStore:
+        return MemoryStore(self.collections, {**self.scope, **fields})
+
+    def _in_scope(self, document: Mapping[str, Any]) -> bool:
+        return all(document.get(k) == v for k, v in self.scope.items())
+
+    async def find_plain(self, collection: str, equal: Mapping[str, Any]) -> list[dict[str, Any]]:
+        self._maybe_fail()
+        documents = self.collections.get(collection, {}).values()
+        return [copy.deepcopy(d) for d in documents if all(d.get(k) == v for k, v in equal.items())]
 
     def _maybe_fail(self) -> None:
         if self.fail_next is not None:
@@ -49,7 +67,9 @@ class MemoryStore:
             if current_version != write.expected_version:
                 conflicts.add(write.key)
                 continue
-            documents[write.key] = to_document(write.key, write.expected_version + 1, write.state)
+            documents[write.key] = to_document(
+                write.key, write.expected_version + 1, write.state, self.scope
+            )
         return conflicts
 
     async def due(
@@ -64,7 +84,9 @@ class MemoryStore:
         found = sorted(
             (document["due_at"], key)
             for key, document in self.collections.get(collection, {}).items()
-            if document.get("due_at") is not None and document["due_at"] <= now
+            if document.get("due_at") is not None
+            and document["due_at"] <= now
+            and self._in_scope(document)
         )
         return [pair for pair in found if after is None or pair > after][:limit]
 
@@ -83,7 +105,7 @@ class MemoryStore:
         return {
             d["_id"]: from_document(copy.deepcopy(d), state_type)
             for d in documents
-            if d.get(OUTBOX_PENDING_FIELD)
+            if d.get(OUTBOX_PENDING_FIELD) and self._in_scope(d)
         }
 
     async def ensure_ttl(self, collection: str, field: str, seconds: int) -> bool:

@@ -28,7 +28,7 @@ from typing import Any, TypeVar
 from pymongo import AsyncMongoClient, InsertOne, ReplaceOne
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import BulkWriteError, OperationFailure
+from pymongo.errors import BulkWriteError, DuplicateKeyError, OperationFailure
 
 from services.store.port import (
     DUE_DAY_FIELD,
@@ -76,10 +76,27 @@ def _chunks(items: Sequence[T], size: int) -> Iterable[Sequence[T]]:
 
 
 class MongoStore:
-    def __init__(self, database: AsyncDatabase[dict[str, Any]], *, concurrency: int = 8) -> None:
+    def __init__(
+        self,
+        database: AsyncDatabase[dict[str, Any]],
+        *,
+        concurrency: int = 8,
+        scope: Mapping[str, Any] | None = None,
+    ) -> None:
         self.database = database
         self.concurrency = concurrency
+        self.scope: dict[str, Any] = dict(scope or {})
         self._ferretdb: bool | None = None  # asked of the server on first use
+
+    def scoped(self, **fields: Any) -> MongoStore:
+        view = MongoStore(
+            self.database, concurrency=self.concurrency, scope={**self.scope, **fields}
+        )
+        view._ferretdb = self._ferretdb
+        return view
+
+    async def find_plain(self, collection: str, equal: Mapping[str, Any]) -> list[dict[str, Any]]:
+        return await self.database[collection].find(dict(equal)).to_list()
 
     async def is_ferretdb(self) -> bool:
         if self._ferretdb is None:
@@ -134,7 +151,7 @@ class MongoStore:
     ) -> set[str]:
         operations: list[InsertOne[dict[str, Any]] | ReplaceOne[dict[str, Any]]] = []
         for write in writes:
-            document = to_document(write.key, write.expected_version + 1, write.state)
+            document = to_document(write.key, write.expected_version + 1, write.state, self.scope)
             if write.expected_version == 0:
                 operations.append(InsertOne(document))
             else:
@@ -173,7 +190,7 @@ class MongoStore:
         for write in writes:
             if not write.expected_version:
                 continue
-            expected = to_document(write.key, write.expected_version + 1, write.state)
+            expected = to_document(write.key, write.expected_version + 1, write.state, self.scope)
             if current.get(write.key) != expected:
                 stale.add(write.key)
         return stale
@@ -190,14 +207,15 @@ class MongoStore:
             if since is not None:
                 return await self._due_by_day(collection, now, limit, after, since)
             return await self._due_by_reading_all(collection, now, after)
-        query: dict[str, Any] = {"due_at": {"$lte": now}}
+        query: dict[str, Any] = {"due_at": {"$lte": now}, **self.scope}
         if after is not None:
             at, key = after
             query = {
                 "$or": [
                     {"due_at": {"$gt": at, "$lte": now}},
                     {"due_at": at, "_id": {"$gt": key}},
-                ]
+                ],
+                **self.scope,
             }
         cursor = (
             self.database[collection]
@@ -213,7 +231,9 @@ class MongoStore:
         """With no watermark (once in a collection's life), FerretDB reads the whole collection
         for a range anyway: read it once, unsorted, and return every due pair, rather than
         read it again for every sorted page."""
-        documents = self.database[collection].find({"due_at": {"$lte": now}}, {"due_at": 1})
+        documents = self.database[collection].find(
+            {"due_at": {"$lte": now}, **self.scope}, {"due_at": 1}
+        )
         pairs = sorted([(d["due_at"], d["_id"]) async for d in documents])
         return [p for p in pairs if after is None or p > after]
 
@@ -233,7 +253,7 @@ class MongoStore:
         last = stockholm_day(now)
         found: list[tuple[dt.datetime, str]] = []
         while day <= last and len(found) < limit:
-            documents = target.find({DUE_DAY_FIELD: day.isoformat()}, {"due_at": 1})
+            documents = target.find({DUE_DAY_FIELD: day.isoformat(), **self.scope}, {"due_at": 1})
             pairs = sorted([(d["due_at"], d["_id"]) async for d in documents])
             found += [p for p in pairs if p[0] <= now and (after is None or p > after)]
             day += dt.timedelta(days=1)
@@ -262,7 +282,7 @@ class MongoStore:
             )
 
     async def pending_outboxes(self, collection: str, state_type: type[Any]) -> dict[str, Stored]:
-        found = self.database[collection].find({OUTBOX_PENDING_FIELD: True})
+        found = self.database[collection].find({OUTBOX_PENDING_FIELD: True, **self.scope})
         return {d["_id"]: from_document(d, state_type) async for d in found}
 
     async def ensure_ttl(self, collection: str, field: str, seconds: int) -> bool:
@@ -287,8 +307,15 @@ class MongoStore:
         return result.deleted_count
 
     async def increment(self, collection: str, id: str, counts: dict[str, int]) -> None:
-        if counts:
-            await self.database[collection].update_one({"_id": id}, {"$inc": counts}, upsert=True)
+        if not counts:
+            return
+        target = self.database[collection]
+        try:
+            await target.update_one({"_id": id}, {"$inc": counts}, upsert=True)
+        except DuplicateKeyError:
+            # Two writers upserted the same new document at once (partitions of one consumer
+            # share its counters): it exists now, so the second try updates it.
+            await target.update_one({"_id": id}, {"$inc": counts}, upsert=True)
 
     async def lower(self, collection: str, id: str, field: str, value: dt.datetime) -> None:
         await self.database[collection].update_one({"_id": id}, {"$min": {field: value}})

@@ -8,7 +8,7 @@ other reloads and applies again.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -91,6 +91,17 @@ class Store(Protocol):
 
     async def ping(self) -> None: ...
 
+    def scoped(self, **fields: Any) -> Store:
+        """This store for one writer among several on the same collections (a partition):
+        the aggregates it saves carry ``fields``, and it finds due and unpublished aggregates
+        among those only. Everything else is shared."""
+        ...
+
+    async def find_plain(self, collection: str, equal: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """The plain documents whose fields equal ``equal`` (an equality FerretDB's storage
+        answers itself)."""
+        ...
+
 
 VERSION_FIELD = "_v"
 
@@ -107,12 +118,16 @@ def is_unavailable(error: BaseException) -> bool:
 
 
 DUE_DAY_FIELD = "due_day"
+# Set on a document by the partition that wrote it last (services/partitions.py).
+PARTITION_FIELD = "partition"
 # Set on a document whose state holds outbound messages not yet confirmed published, so that a
 # relay finds them by equality after a crash.
 OUTBOX_PENDING_FIELD = "outbox_pending"
 
 
-def to_document(key: str, version: int, state: Any) -> dict[str, Any]:
+def to_document(
+    key: str, version: int, state: Any, scope: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
     """A state as a BSON-ready document: instants stay datetimes, dates become ISO strings.
 
     A document with a ``due_at`` also gets ``due_day``, the Stockholm day that begins then, so
@@ -127,6 +142,8 @@ def to_document(key: str, version: int, state: Any) -> dict[str, Any]:
         document[DUE_DAY_FIELD] = stockholm_day(due_at).isoformat()
     if document.get("outbox"):
         document[OUTBOX_PENDING_FIELD] = True
+    if scope:
+        document.update(scope)
     return document
 
 

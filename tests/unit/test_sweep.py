@@ -173,3 +173,29 @@ async def test_a_later_tick_extends_the_sweep_under_way(store: CountingStore) ->
     await p.handle([delivery(f.tick("2026-03-10T12:00"), "clock")])
     await sweep_all(p)
     assert statuses(store, "c-001") == ["late", "late", "waiting"]
+
+
+async def test_a_partition_sweeps_only_its_own_aggregates_with_a_watermark_of_its_own() -> None:
+    """Two partitions of one consumer on one collection: a tick to one of them moves its own
+    tabs and leaves the other's to the other (which alone writes them)."""
+    shared = MemoryStore()
+
+    def partition(number: int) -> Pipeline:
+        return Pipeline(
+            CONSUMERS["bookkeeping"], shared, lambda: WALL, secret=SECRET, partition=number
+        )
+
+    p0, p1 = partition(0), partition(1)
+    await fill(p0, ["c-a"])
+    await fill(p1, ["c-b"])
+    await p0.handle([delivery(f.tick("2026-03-10T12:00"), "clock")])
+    await sweep_all(p0)
+    assert statuses(shared, "c-a") == ["late", "late", "waiting"]
+    assert statuses(shared, "c-b") == ["late", "waiting", "waiting"]  # p1's, not yet ticked
+    marks = shared.collections[SWEEPS]
+    assert "bookkeeping@p0" in marks and "bookkeeping@p1" not in marks
+
+    await p1.handle([delivery(f.tick("2026-03-10T12:00"), "clock")])
+    await sweep_all(p1)
+    assert statuses(shared, "c-b") == ["late", "late", "waiting"]
+    assert {d["partition"] for d in shared.collections["bookkeeping"].values()} == {0, 1}

@@ -1,0 +1,142 @@
+"""Partitioned consumers on the real broker and database: four replicas share four partitions
+of one consumer kind, the state equals in-order delivery, and a replica that stops hands its
+partitions to the others."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import datetime as dt
+from collections import Counter
+from typing import Any
+
+import aio_pika
+
+from consumers.registry import CONSUMERS
+from contracts.envelope import Message
+from services.partitions import PartitionedConsumer, partition_key, share
+from services.pipeline import Pipeline
+from services.store.memory import MemoryStore
+from services.store.mongo import MongoStore, connect
+from services.topology import partition_queue_name
+from tests import factories as f
+from tests.harness import eventually, publish
+from tests.unit.test_pipeline import delivery
+
+WALL = dt.datetime(2026, 11, 28, tzinfo=dt.UTC)
+VOLATILE = {"_v", "partition", "outbox", "outbox_pending"}  # how it was written, not what
+
+
+def backlog(companies: int) -> list[Message]:
+    """Every company's details, then each month's submission, company after company."""
+    names = [f"c-{i:03d}" for i in range(companies)]
+    found: list[Message] = [f.details(company_id=n) for n in names]
+    for month in range(1, 11):
+        for n in names:
+            at = f"2026-{month + 1:02d}-0{1 + month % 8}T09:00"
+            found.append(f.submitted(f"2026-{month:02d}", at, company_id=n))
+    return found
+
+
+async def in_order(messages: list[Message]) -> dict[str, dict[str, Any]]:
+    """The bookkeeping documents that delivering ``messages`` one by one, in order, gives."""
+    store = MemoryStore()
+    pipeline = Pipeline(CONSUMERS["bookkeeping"], store, lambda: WALL)
+    for message in messages:
+        (outcome,) = await pipeline.handle([delivery(message)])
+        assert outcome.kind == "applied", outcome
+    return {k: _stable(d) for k, d in store.collections["bookkeeping"].items()}
+
+
+async def ready_in(amqp_url: str, queues: list[str]) -> int:
+    async with await aio_pika.connect(amqp_url) as connection:
+        channel = await connection.channel()
+        found = [await channel.declare_queue(q, passive=True) for q in queues]
+        return sum(q.declaration_result.message_count or 0 for q in found)
+
+
+def _stable(document: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in document.items() if k not in VOLATILE}
+
+
+def test_every_partition_has_one_owner_and_owners_differ_by_at_most_one() -> None:
+    for members in (["a"], ["a", "b"], ["c", "a", "b"], [f"r{i}" for i in range(5)]):
+        for partitions in (1, 2, 4, 7):
+            owned = {m: share(members, m, partitions) for m in members}
+            counts = Counter(p for ps in owned.values() for p in ps)
+            assert sorted(counts) == list(range(partitions))
+            assert set(counts.values()) == {1}
+            sizes = [len(ps) for ps in owned.values()]
+            assert max(sizes) - min(sizes) <= 1
+    assert share(["b", "c"], "a", 4) == [0, 3]  # a replica counts itself in before it is seen
+    assert share([], "a", 3) == [0, 1, 2]
+
+
+def test_the_router_keys_a_message_by_its_aggregate() -> None:
+    definition = CONSUMERS["bookkeeping"]
+    message = f.submitted("2026-02", "2026-03-01T09:00", company_id="c-7")
+    assert partition_key(definition, delivery(message).body) == f"{f.AGENCY}/c-7"
+    assert partition_key(definition, b"not json") == ""
+
+
+async def test_four_replicas_share_four_partitions_and_end_as_in_order_delivery(
+    settings: Any, mongo: Any
+) -> None:
+    split = dataclasses.replace(settings, partitions=4)
+    messages = backlog(40)
+    expected = await in_order(messages)
+    client = connect(split.mongo_url, split.mongo_timeout_ms)
+    replicas = [
+        PartitionedConsumer(
+            CONSUMERS["bookkeeping"], split, MongoStore(client[split.mongo_db]), lambda: WALL
+        )
+        for _ in range(4)
+    ]
+    stops = [asyncio.Event() for _ in replicas]
+    tasks = [asyncio.create_task(r.run(s)) for r, s in zip(replicas, stops, strict=True)]
+    try:
+        await eventually(
+            lambda: (
+                sorted(p for r in replicas for p in r.owned) == [0, 1, 2, 3]
+                and all(len(r.owned) == 1 and r.ready for r in replicas)
+            ),
+            timeout=30,
+            what="each replica to own one partition",
+        )
+        await publish(split.amqp_url, messages)
+        collection = client[split.mongo_db]["bookkeeping"]
+
+        async def applied() -> bool:
+            documents = await collection.find().to_list()
+            return {d["_id"]: _stable(d) for d in documents} == expected
+
+        await eventually(applied, timeout=90, what="the state of in-order delivery")
+        documents = await collection.find().to_list()
+        assert {d["partition"] for d in documents} == {0, 1, 2, 3}  # the work was shared
+        names = [partition_queue_name("bookkeeping", p) for p in range(4)]
+        assert await ready_in(split.amqp_url, names) == 0
+
+        # A replica stops: the others take its partition, and what comes next is applied.
+        gone = next(r for r in replicas if r.owned)
+        stops[replicas.index(gone)].set()
+        await asyncio.wait_for(tasks[replicas.index(gone)], 30)
+        left = [r for r in replicas if r is not gone]
+        await eventually(
+            lambda: (
+                sorted(p for r in left for p in r.owned) == [0, 1, 2, 3]
+                and all(r.ready for r in left)
+            ),
+            timeout=30,
+            what="the others to take the stopped replica's partition",
+        )
+        later = [
+            f.submitted("2026-11", "2026-11-20T09:00", company_id=f"c-{i:03d}") for i in range(40)
+        ]
+        expected = await in_order(messages + later)
+        await publish(split.amqp_url, later)
+        await eventually(applied, timeout=60, what="the later submissions")
+    finally:
+        for stop in stops:
+            stop.set()
+        await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 60)
+        await client.close()
