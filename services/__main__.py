@@ -31,8 +31,9 @@ from consumers.registry import CONSUMERS, ConsumerDefinition, consumers
 from services import demo, logs, operations, tail
 from services.api.app import create_app
 from services.clock import Clock
-from services.config import Settings
+from services.config import MAX_PARTITIONS, Settings
 from services.partitions import PartitionedConsumer
+from services.repartition import Repartitioned, StillRunning, repartition
 from services.runner import ConsumerRunner
 from services.signing import check_secret
 from services.store.mongo import MongoStore, connect
@@ -127,6 +128,16 @@ async def run_processes(
 
     try:
         await run_until_signalled(settings, build)
+    finally:
+        await client.close()
+
+
+async def run_repartition(settings: Settings, name: str, partitions: int) -> Repartitioned:
+    client = connect(settings.mongo_url, settings.mongo_timeout_ms)
+    try:
+        return await repartition(
+            settings, client[settings.mongo_db], definition(name, settings), partitions
+        )
     finally:
         await client.close()
 
@@ -241,6 +252,12 @@ def main(argv: list[str] | None = None) -> int:
         metavar="USER=PASSWORD",
         help="create the user with this password (a broker that loads the file at boot)",
     )
+    moving = commands.add_parser(
+        "repartition",
+        help="change a stopped consumer's number of partitions (BACKOFFICE_PARTITIONS)",
+    )
+    moving.add_argument("name", choices=list(CONSUMERS))
+    moving.add_argument("partitions", type=int, help=f"1 to {MAX_PARTITIONS}")
     args = parser.parse_args(argv)
 
     try:
@@ -284,6 +301,20 @@ def main(argv: list[str] | None = None) -> int:
         case "tail":
             with contextlib.suppress(KeyboardInterrupt):
                 asyncio.run(tail.tail(settings.amqp_url, args.domain, args.company))
+        case "repartition":
+            if not 1 <= args.partitions <= MAX_PARTITIONS:
+                parser.error(f"partitions: from 1 to {MAX_PARTITIONS}")
+            try:
+                done = asyncio.run(run_repartition(settings, args.name, args.partitions))
+            except StillRunning as error:
+                print(error, file=sys.stderr)
+                return 1
+            print(
+                f"backoffice.{args.name}: {args.partitions} partition(s); moved"
+                f" {done.moved_back} waiting messages back to the intake, removed"
+                f" {len(done.removed)} queue(s), marked {done.marked} aggregate(s). Start the"
+                f" replicas with BACKOFFICE_PARTITIONS={args.partitions}."
+            )
         case "broker-definitions":
             try:
                 print(broker_definitions(settings, args.vhost, args.grant, args.password))

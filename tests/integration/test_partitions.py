@@ -11,11 +11,13 @@ from collections import Counter
 from typing import Any
 
 import aio_pika
+import pytest
 
 from consumers.registry import CONSUMERS
 from contracts.envelope import Message
 from services.partitions import PartitionedConsumer, partition_key, share
 from services.pipeline import Pipeline
+from services.repartition import StillRunning, repartition
 from services.store.memory import MemoryStore
 from services.store.mongo import MongoStore, connect
 from services.topology import partition_queue_name
@@ -139,4 +141,69 @@ async def test_four_replicas_share_four_partitions_and_end_as_in_order_delivery(
         for stop in stops:
             stop.set()
         await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 60)
+        await client.close()
+
+
+async def test_repartitioning_moves_waiting_work_back_and_marks_where_each_key_now_goes(
+    settings: Any, mongo: Any
+) -> None:
+    definition = CONSUMERS["bookkeeping"]
+    client = connect(settings.mongo_url, settings.mongo_timeout_ms)
+    database = client[settings.mongo_db]
+    collection = database["bookkeeping"]
+    names = [f"c-{i:03d}" for i in range(20)]
+
+    async def state_is(messages: list[Message]) -> None:
+        expected = await in_order(messages)
+
+        async def equal() -> bool:
+            found = {d["_id"]: _stable(d) for d in await collection.find().to_list()}
+            return found == expected
+
+        await eventually(equal, timeout=60, what="the state of in-order delivery")
+
+    async def running(partitions: int) -> tuple[PartitionedConsumer, asyncio.Event, Any]:
+        split = dataclasses.replace(settings, partitions=partitions)
+        replica = PartitionedConsumer(definition, split, MongoStore(database), lambda: WALL)
+        stop = asyncio.Event()
+        task = asyncio.create_task(replica.run(stop))
+        await eventually(
+            lambda: replica.ready and len(replica.owned) == partitions, what="the replica"
+        )
+        return replica, stop, task
+
+    try:
+        _, stop, task = await running(2)
+        sent = [f.details(company_id=n) for n in names]
+        await publish(settings.amqp_url, sent)
+        await state_is(sent)
+        with pytest.raises(StillRunning, match="stop every replica of bookkeeping first"):
+            await repartition(settings, database, definition, 3)
+        stop.set()
+        await asyncio.wait_for(task, 30)
+
+        # Routed under P=2 but not yet applied when the kind stopped.
+        waiting = [f.submitted("2026-01", "2026-02-02T09:00", company_id=n) for n in names]
+        await publish(settings.amqp_url, waiting, exchange_name="backoffice.bookkeeping.partitions")
+
+        done = await repartition(settings, database, definition, 3)
+        assert done.moved_back == len(names) and done.removed == []
+        marks = {d["_id"]: d["partition"] for d in await collection.find().to_list()}
+        assert set(marks.values()) == {0, 1, 2}
+
+        _, stop, task = await running(3)
+        sent += waiting
+        await state_is(sent)
+        later = [f.submitted("2026-02", "2026-03-02T09:00", company_id=n) for n in names]
+        await publish(settings.amqp_url, later)
+        await state_is(sent + later)
+        # Each aggregate was written again by the partition its key goes to: the one marked.
+        assert {d["_id"]: d["partition"] for d in await collection.find().to_list()} == marks
+        stop.set()
+        await asyncio.wait_for(task, 30)
+
+        done = await repartition(settings, database, definition, 1)
+        assert sorted(done.removed) == [partition_queue_name("bookkeeping", p) for p in range(3)]
+        assert not await collection.count_documents({"partition": {"$exists": True}})
+    finally:
         await client.close()
