@@ -430,6 +430,99 @@ def _unsettled(settings: Settings, queues: list[str]) -> int:
     return sum(int(counts.get(q, "0")) for q in queues)
 
 
+# ---------------------------------------------------------------- scale-out
+# One consumer kind (bookkeeping) with P partitions and 1, 2 or 4 replicas, each its own
+# process, beside the same kind unpartitioned: the same interleaved backlog each time.
+SCALE_PARTITIONS = 4
+SCALE_RUNS = (("1 replica, unpartitioned", 1, 1), ("1 replica", 4, 1), ("2 replicas", 4, 2),
+              ("4 replicas", 4, 4))  # fmt: skip
+
+
+@dataclass
+class ScaleOut:
+    companies: int
+    months: int
+    messages: int
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def rate(self, label: str) -> float:
+        return self.messages / self.seconds[label]
+
+
+async def scale_out(companies: int, months: int) -> ScaleOut:
+    start = dt.datetime(2026, 1, 2, 8, tzinfo=dt.UTC)
+    names = [f"c-{i:05d}" for i in range(companies)]
+    submitted = "bookkeeping.period_submitted"
+    backlog = [
+        (submitted, event(submitted, start + dt.timedelta(days=31 * i, minutes=j), names[j], {
+            "period": f"2026-{i + 1:02d}"
+        }))
+        for i in range(months)
+        for j in range(companies)
+    ]  # fmt: skip
+    result = ScaleOut(companies, months, len(backlog))
+    for label, partitions, replicas in SCALE_RUNS:
+        result.seconds[label] = await _scale_one(partitions, replicas, start, names, backlog)
+        say(
+            f"scale-out {label:26s} {result.rate(label):8.0f} msg/s"
+            f" ({len(backlog)} in {result.seconds[label]:.1f} s)"
+        )
+    return result
+
+
+async def _scale_one(
+    partitions: int,
+    replicas: int,
+    start: dt.datetime,
+    names: list[str],
+    backlog: list[tuple[str, bytes]],
+) -> float:
+    settings = fresh_settings()
+    env = {"BACKOFFICE_PARTITIONS": str(partitions)}
+    try:
+        await publish(settings, [("company.details_changed", details(n, start)) for n in names])
+        process = spawn(settings, "-m", "services", "consumer", "bookkeeping", **env)
+        await until(lambda: _at_least(settings, "bookkeeping", len(names)), "details")
+        stop(process)
+        await publish(settings, backlog)
+        queue = queue_name("bookkeeping")
+        await until(lambda: _ready(settings, queue, len(backlog)), "the backlog")
+        processes = [
+            spawn(settings, "-m", "services", "consumer", "bookkeeping", **env)
+            for _ in range(replicas)
+        ]
+        started = await _subscribed(settings, queue)
+        target = len(names) + len(backlog)
+        await until(lambda: _at_least(settings, "bookkeeping", target), "the replicas to drain")
+        seconds = time.monotonic() - started
+        for process in processes:
+            stop(process)
+        return seconds
+    finally:
+        await drop(settings)
+
+
+def scale_markdown(result: ScaleOut, command: str) -> str:
+    base = result.rate(SCALE_RUNS[0][0])
+    return "\n".join(
+        [
+            f"Measured {dt.date.today().isoformat()} by `{command}`: {result.messages}"
+            f" submissions ({result.companies} companies, {result.months} months each, interleaved)"
+            " applied by the bookkeeping consumer, each replica its own process"
+            f" (`python -m services consumer bookkeeping`), P = {SCALE_PARTITIONS} where"
+            " partitioned, on FerretDB on PostgreSQL, in one run.",
+            "",
+            "| replicas | msg/s | ÷ unpartitioned, 1 replica |",
+            "|---|---:|---:|",
+            *[
+                f"| {label} | {result.rate(label):.0f} | {result.rate(label) / base:.2f} |"
+                for label, _, _ in SCALE_RUNS
+            ],
+            "",
+        ]
+    )
+
+
 # ---------------------------------------------------------------- demo, sweep, API
 @dataclass
 class Demo:
@@ -805,6 +898,8 @@ BEGIN = "<!-- figures: written by deploy/bench.sh -->"
 END = "<!-- end of figures -->"
 SWEEP_BEGIN = "<!-- sweep figures: written by deploy/bench.sh --sweep-alone -->"
 SWEEP_END = "<!-- end of sweep figures -->"
+SCALE_BEGIN = "<!-- scale-out figures: written by deploy/bench.sh --scale-out -->"
+SCALE_END = "<!-- end of scale-out figures -->"
 
 
 def write_between_marks(path: Path, figures: str, begin: str = BEGIN, end: str = END) -> None:
@@ -840,8 +935,26 @@ async def main() -> None:
         metavar="COMPANIES",
         help="only the time sweep over this many companies' bookkeeping tabs",
     )
+    parser.add_argument(
+        "--scale-out",
+        default="2000x10",
+        metavar="COMPANIESxMONTHS",
+        help="the backlog of the 1/2/4-replica comparison (run alone with --scale-out-alone)",
+    )
+    parser.add_argument(
+        "--scale-out-alone", action="store_true", help="only the 1/2/4-replica comparison"
+    )
     args = parser.parse_args()
     command = "deploy/bench.sh " + " ".join(sys.argv[1:])
+
+    async def scale() -> None:
+        companies, months = (int(n) for n in args.scale_out.split("x"))
+        text = scale_markdown(await scale_out(companies, months), command.strip())
+        write_between_marks(Path(args.output), text, SCALE_BEGIN, SCALE_END)
+
+    if args.scale_out_alone:
+        await scale()
+        return
     if args.sweep_alone:
         rows = await sweep_alone(args.sweep_alone)
         text = sweep_markdown(args.sweep_alone, rows, command.strip())
@@ -874,6 +987,7 @@ async def main() -> None:
     for order in ORDERS:
         ingests.append(await ingest(main_backend, order, args.ingest_companies, args.ingest_months))
         await write()
+    await scale()
     sizes = [int(n) for n in args.demo.split(",") if n]
     for n in sizes:
         demos.append(await demo(n, with_api=n == max(sizes), with_sweep=n == max(sizes)))

@@ -50,6 +50,7 @@ from services.topology import declare_consumer, declare_partitions, partition_ex
 
 REPLICAS: Final = "replicas"  # one heartbeat document per replica of a partitioned kind
 HEARTBEAT_S: Final = 5.0
+FIRST_BEAT_S: Final = 1.0
 HEARTBEAT_TTL_S: Final = 15.0
 GONE: Final = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)  # the heartbeat of a replica that stopped
 FORGOTTEN_AFTER: Final = dt.timedelta(hours=1)  # when a heartbeat document is deleted
@@ -232,12 +233,16 @@ class PartitionedConsumer:
     async def run(self, stop: asyncio.Event) -> None:
         routing = asyncio.create_task(self.router.run(stop))
         members: list[str] = [self.me]
+        beats = 0
         try:
             while not stop.is_set():
                 with contextlib.suppress(Exception):  # store away: keep the partitions we have
                     members = await self._beat()
                 await self._follow(share(members, self.me, self.settings.partitions))
-                await wait_or_stop(stop, HEARTBEAT_S)
+                beats += 1
+                # Replicas started together see each other only from their second beat: make
+                # it come soon, so that they share the work from the start.
+                await wait_or_stop(stop, FIRST_BEAT_S if beats == 1 else HEARTBEAT_S)
         finally:
             await self._let_go(list(self.workers))
             with contextlib.suppress(Exception):  # gone: the others need not wait for the TTL
