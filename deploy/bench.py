@@ -44,6 +44,7 @@ from services.__main__ import ALL_NAMES
 from services.api.auth import issue_token
 from services.clock import publish_tick
 from services.config import Settings
+from services.runner import stats_consumer
 from services.store.mongo import connect
 from services.sweep import NEXT_DUE, SWEEPS
 from services.topology import (
@@ -245,8 +246,10 @@ async def queue_lengths(settings: Settings, names: list[str]) -> dict[str, int]:
 async def applied(settings: Settings, consumer: str) -> int:
     client = connect(settings.mongo_url, 5000)
     try:
-        stats = await client[settings.mongo_db]["consumer_stats"].find_one({"_id": consumer})
-        return int((stats or {}).get("applied", 0))
+        found = await client[settings.mongo_db]["consumer_stats"].find().to_list()
+        return sum(  # a partitioned consumer counts per partition (NAME@p<i>)
+            int(d.get("applied", 0)) for d in found if stats_consumer(d["_id"]) == consumer
+        )
     finally:
         await client.close()
 

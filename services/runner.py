@@ -71,7 +71,12 @@ T = TypeVar("T")
 ATTEMPT_HEADER = "x-attempt"
 STORE_PROBE_TIMEOUT_S = 2.0  # how long a ping may take while the store is thought down
 STORE_PROBE_MAX_DELAY_S = 15.0
-CONSUMER_STATS = "consumer_stats"  # one document per consumer: its counts, across replicas
+CONSUMER_STATS = "consumer_stats"  # one document per consumer (or partition): its counts
+
+
+def stats_consumer(document_id: str) -> str:
+    """The consumer a counters document counts for (``NAME`` or ``NAME@p<i>``)."""
+    return document_id.split("@", 1)[0]
 SOURCE_HEADER = "x-source"
 # How long a consumer must have had nothing to do before it rewrites documents to clear their
 # published outbound messages: never while a backlog is being applied.
@@ -530,6 +535,15 @@ class ConsumerRunner:
             self.log.debug("swept", aggregates=applied)
             await self._publish_counters()
 
+    @property
+    def _stats_id(self) -> str:
+        """The counters' document: one per consumer, or per partition of a partitioned one,
+        so that writers running at once never update one document (FerretDB's ``$inc`` is a
+        read then a write, and concurrent ones lose counts). Readers add them up by
+        ``stats_consumer``."""
+        name = self.definition.name
+        return name if self.partition is None else f"{name}@p{self.partition}"
+
     async def _publish_counters(self) -> None:
         """Adds the counts since the last time to the consumer's shared counters (/metrics)."""
         now = self.counters.snapshot()
@@ -539,7 +553,7 @@ class ConsumerRunner:
             return  # counters must never hold up messages; they are added up next time
         try:
             await asyncio.wait_for(
-                self.pipeline.store.increment(CONSUMER_STATS, self.definition.name, delta),
+                self.pipeline.store.increment(CONSUMER_STATS, self._stats_id, delta),
                 STORE_PROBE_TIMEOUT_S,
             )
             self._published = now

@@ -40,7 +40,7 @@ from services.api.reads import BadCursor, ReadModel
 from services.api.responses import ApiResponse
 from services.config import Settings
 from services.expiry import Expiry
-from services.runner import CONSUMER_STATS
+from services.runner import CONSUMER_STATS, stats_consumer
 from services.signing import check_secret
 from services.store.mongo import MongoStore, connect
 from services.topology import dead_queue_name, queue_name
@@ -466,13 +466,16 @@ async def metrics(state: State) -> bytes:
     lines = [generate_latest(REGISTRY).decode()]
     lines.append("# HELP backoffice_messages_total Messages handled per consumer and outcome.")
     lines.append("# TYPE backoffice_messages_total counter")
+    totals: dict[tuple[str, str], int] = {}
     async for stats in reads_of(state).db[CONSUMER_STATS].find({}):
-        for outcome, count in sorted(stats.items()):
+        consumer = stats_consumer(str(stats["_id"]))  # partitions add up to their consumer
+        for outcome, count in stats.items():
             if outcome != "_id" and isinstance(count, int):
-                lines.append(
-                    f'backoffice_messages_total{{consumer="{stats["_id"]}",outcome="{outcome}"}}'
-                    f" {count}"
-                )
+                totals[(consumer, outcome)] = totals.get((consumer, outcome), 0) + count
+    for (consumer, outcome), count in sorted(totals.items()):
+        lines.append(
+            f'backoffice_messages_total{{consumer="{consumer}",outcome="{outcome}"}} {count}'
+        )
     lines += await _queue_depths(state)
     return ("\n".join(lines) + "\n").encode()
 

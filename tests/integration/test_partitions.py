@@ -115,6 +115,15 @@ async def test_four_replicas_share_four_partitions_and_end_as_in_order_delivery(
         await eventually(applied, timeout=90, what="the state of in-order delivery")
         documents = await collection.find().to_list()
         assert {d["partition"] for d in documents} == {0, 1, 2, 3}  # the work was shared
+        stats = client[split.mongo_db]["consumer_stats"]
+
+        async def counted() -> bool:  # each partition counts in a document of its own
+            found = await stats.find().to_list()
+            return sum(d.get("applied", 0) for d in found) == len(messages) and {
+                d["_id"] for d in found
+            } == {f"bookkeeping@p{p}" for p in range(4)}
+
+        await eventually(counted, what="the partitions' counts to add up")
         names = [partition_queue_name("bookkeeping", p) for p in range(4)]
         assert await ready_in(split.amqp_url, names) == 0
 
