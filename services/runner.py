@@ -77,6 +77,8 @@ CONSUMER_STATS = "consumer_stats"  # one document per consumer (or partition): i
 def stats_consumer(document_id: str) -> str:
     """The consumer a counters document counts for (``NAME`` or ``NAME@p<i>``)."""
     return document_id.split("@", 1)[0]
+
+
 SOURCE_HEADER = "x-source"
 # How long a consumer must have had nothing to do before it rewrites documents to clear their
 # published outbound messages: never while a backlog is being applied.

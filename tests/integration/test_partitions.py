@@ -216,3 +216,44 @@ async def test_repartitioning_moves_waiting_work_back_and_marks_where_each_key_n
         assert not await collection.count_documents({"partition": {"$exists": True}})
     finally:
         await client.close()
+
+
+async def test_a_partitioned_kind_declares_exactly_its_exchange_queues_and_bindings(
+    settings: Any, mongo: Any, servers: Any
+) -> None:
+    """No argument beyond the queue type and the single active consumer; the tunables come
+    from the policy; ticks reach the partitions, not the intake."""
+    split = dataclasses.replace(settings, partitions=2)
+    client = connect(split.mongo_url, split.mongo_timeout_ms)
+    replica = PartitionedConsumer(
+        CONSUMERS["bookkeeping"], split, MongoStore(client[split.mongo_db]), lambda: WALL
+    )
+    stop = asyncio.Event()
+    task = asyncio.create_task(replica.run(stop))
+    vhost = split.amqp_url.rsplit("/", 1)[1]
+    try:
+        await eventually(lambda: replica.ready and replica.owned == [0, 1], what="the replica")
+
+        def rows(*args: str) -> list[list[str]]:
+            output = servers.rabbitmqctl(*args, "-p", vhost)
+            return [line.split("\t") for line in output.splitlines()[1:] if line]
+
+        exchanges = {r[0]: r[1:] for r in rows("list_exchanges", "name", "type", "arguments")}
+        assert exchanges["backoffice.bookkeeping.partitions"] == ["x-consistent-hash", "[]"]
+        queues = {r[0]: r[1:] for r in rows("list_queues", "name", "arguments", "policy")}
+        for p in (0, 1):
+            arguments, policy = queues[f"backoffice.bookkeeping.p{p}"]
+            assert "x-queue-type" in arguments and "x-single-active-consumer" in arguments
+            assert arguments.count('"x-') == 2  # those two and nothing else
+            assert policy == "backoffice.bookkeeping.partitions"
+        bindings = {
+            (r[0], r[1], r[2])
+            for r in rows("list_bindings", "source_name", "destination_name", "routing_key")
+        }
+        assert ("backoffice.clock", "backoffice.bookkeeping.p0", "") in bindings
+        assert ("backoffice.bookkeeping.partitions", "backoffice.bookkeeping.p1", "1") in bindings
+        assert ("backoffice.clock", "backoffice.bookkeeping", "") not in bindings
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)
+        await client.close()
