@@ -43,6 +43,7 @@ from pamqp.commands import Basic
 from consumers.registry import ConsumerDefinition
 from contracts.registry import InvalidMessage, decode
 from services.config import Settings
+from services.pipeline import peek
 from services.runner import SOURCE_HEADER, SOURCES, ConsumerRunner, utc_now
 from services.store import Store
 from services.supervise import supervise, wait_or_stop
@@ -145,7 +146,15 @@ class PartitionRouter:
                 await incoming.ack()
                 self.routed += 1
             else:
-                self.log.warning("could not route; back to the intake", error=str(result))
+                seen = peek(incoming.body)
+                self.log.warning(
+                    "could not route; back to the intake",
+                    error=str(result),
+                    event_id=seen.get("id", incoming.message_id),
+                    type=seen.get("type", incoming.routing_key),
+                    agency_id=seen.get("agency_id"),
+                    company_id=seen.get("company_id"),
+                )
                 await incoming.nack(requeue=True)
 
 
