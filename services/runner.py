@@ -26,7 +26,6 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import aio_pika
-import aiormq
 import structlog
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
 from pamqp.commands import Basic
@@ -35,6 +34,7 @@ from consumers.registry import ConsumerDefinition
 from contracts.fields import format_instant
 from contracts.outbound import EVENTS_EXCHANGE, encode_outbound
 from services.config import Settings
+from services.confirmed import Outgoing, publish_all
 from services.expiry import Expiry
 from services.outbox import Unpublished
 from services.pipeline import (
@@ -259,29 +259,27 @@ class ConsumerRunner:
         items = self.pipeline.outbox.take()
         if not items:
             return True
-        # Straight on the AMQP channel: aio-pika's publish costs twice as much per message, and
-        # a backlog of submissions publishes one status change per message applied.
+        # Straight on the AMQP channel, a batch in one write (services/confirmed.py): a backlog
+        # of submissions publishes one status change per message applied.
         raw = await channel.get_underlay_channel()
         sends = [(item, message) for item in items for message in item.messages]
-        results = await asyncio.gather(
-            *(
-                raw.basic_publish(  # type: ignore[call-arg]  # `wait` is the concrete channel's
-                    encode_outbound(message),
-                    exchange=EVENTS_EXCHANGE,
-                    routing_key=message.routing_key,
-                    properties=aiormq.spec.Basic.Properties(
-                        content_type="application/json",
-                        message_id=message.id,
-                        message_type=message.type,
-                        delivery_mode=2,  # persistent
-                    ),
-                    wait=False,  # the confirm is awaited; waiting for each write to drain too
-                    # costs a future and a task switch per message
-                )
-                for _, message in sends
-            ),
-            return_exceptions=True,
-        )
+        try:
+            futures = await publish_all(
+                raw,  # type: ignore[arg-type]  # the concrete aiormq channel
+                [
+                    Outgoing(
+                        EVENTS_EXCHANGE,
+                        message.routing_key,
+                        encode_outbound(message),
+                        message.id,
+                        message.type,
+                    )
+                    for _, message in sends
+                ],
+            )
+            results = await asyncio.gather(*futures, return_exceptions=True)
+        except Exception as error:  # the channel closed: none of them was confirmed
+            results = [error] * len(sends)
         confirmed: dict[int, set[str]] = {}
         failed: list[Unpublished] = []
         for (item, message), result in zip(sends, results, strict=True):
