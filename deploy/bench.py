@@ -433,6 +433,53 @@ def _unsettled(settings: Settings, queues: list[str]) -> int:
     return sum(int(counts.get(q, "0")) for q in queues)
 
 
+# ---------------------------------------------------------------- outbound events alone
+async def outbound_cost(companies: int, months: int, rounds: int) -> list[tuple[str, float, float]]:
+    """(order, ours msg/s, ours without outbound events msg/s), alternating, ``rounds`` times
+    per order: the machine is noisy, so the ratio is read from several pairs."""
+    start = dt.datetime(2026, 1, 2, 8, tzinfo=dt.UTC)
+    names = [f"c-{i:05d}" for i in range(companies)]
+    months_ = [f"2026-{m:02d}" for m in range(1, months + 1)]
+    submitted = "bookkeeping.period_submitted"
+    found = []
+    for order in ORDERS:
+        places = sorted(
+            ((i, j) for i in range(months) for j in range(companies)),
+            key=lambda p: ORDERS[order](*p),
+        )
+        backlog = [
+            (submitted, event(submitted, start + dt.timedelta(days=31 * i, minutes=j), names[j], {
+                "period": months_[i]
+            }))
+            for i, j in places
+        ]  # fmt: skip
+        for _ in range(rounds):
+            ours = len(backlog) / await _ingest_one("ours", companies, start, names, backlog)
+            silent = len(backlog) / await _ingest_one(SILENT, companies, start, names, backlog)
+            say(f"outbound {order:11s} ours {ours:6.0f} msg/s, without {silent:6.0f} msg/s")
+            found.append((order, ours, silent))
+    return found
+
+
+def outbound_markdown(rows: list[tuple[str, float, float]], messages: int, command: str) -> str:
+    lines = [
+        f"Measured {dt.date.today().isoformat()} by `{command}`: {messages} submissions applied"
+        " by one bookkeeping consumer process, with and without its outbound events, in pairs,"
+        " on FerretDB on PostgreSQL.",
+        "",
+        "| backlog order | ours (msg/s) | without outbound events (msg/s) | ratio |",
+        "|---|---:|---:|---:|",
+        *[f"| {o} | {a:.0f} | {b:.0f} | {a / b:.2f} |" for o, a, b in rows],
+    ]
+    for order in ORDERS:
+        ratios = sorted(a / b for o, a, b in rows if o == order)
+        if ratios:
+            lines.append(
+                f"| {order}, median of {len(ratios)} | | | {ratios[len(ratios) // 2]:.2f} |"
+            )
+    return "\n".join([*lines, ""])
+
+
 # ---------------------------------------------------------------- scale-out
 # One consumer kind (bookkeeping) with P partitions and 1, 2 or 4 replicas, each its own
 # process, beside the same kind unpartitioned: the same interleaved backlog each time.
@@ -903,6 +950,8 @@ SWEEP_BEGIN = "<!-- sweep figures: written by deploy/bench.sh --sweep-alone -->"
 SWEEP_END = "<!-- end of sweep figures -->"
 SCALE_BEGIN = "<!-- scale-out figures: written by deploy/bench.sh --scale-out -->"
 SCALE_END = "<!-- end of scale-out figures -->"
+OUTBOUND_BEGIN = "<!-- outbound figures: written by deploy/bench.sh --outbound-alone -->"
+OUTBOUND_END = "<!-- end of outbound figures -->"
 
 
 def write_between_marks(path: Path, figures: str, begin: str = BEGIN, end: str = END) -> None:
@@ -947,8 +996,21 @@ async def main() -> None:
     parser.add_argument(
         "--scale-out-alone", action="store_true", help="only the 1/2/4-replica comparison"
     )
+    parser.add_argument(
+        "--outbound-alone",
+        type=int,
+        metavar="ROUNDS",
+        help="only ours against ours without outbound events, ROUNDS pairs per backlog order",
+    )
     args = parser.parse_args()
     command = "deploy/bench.sh " + " ".join(sys.argv[1:])
+    if args.outbound_alone:
+        use_backend("postgresql")
+        n, months = args.ingest_companies, args.ingest_months
+        rows = await outbound_cost(n, months, args.outbound_alone)
+        text = outbound_markdown(rows, n * months, command.strip())
+        write_between_marks(Path(args.output), text, OUTBOUND_BEGIN, OUTBOUND_END)
+        return
 
     async def scale() -> None:
         companies, months = (int(n) for n in args.scale_out.split("x"))
