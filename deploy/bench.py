@@ -340,22 +340,33 @@ ORDERS = {
 }
 
 
-async def ingest(backend: str, order: str, companies: int, per_company: int) -> Ingest:
-    result = Ingest(backend, order, companies * per_company)
-    start = dt.datetime(2026, 1, 2, 8, tzinfo=dt.UTC)
+BACKLOG_START = dt.datetime(2026, 1, 2, 8, tzinfo=dt.UTC)
+
+
+def submissions(
+    order: str, companies: int, months: int
+) -> tuple[list[str], list[tuple[str, bytes]]]:
+    """The companies' names, and each company's submission of each month in ``order``."""
+    start = BACKLOG_START
     names = [f"c-{i:05d}" for i in range(companies)]
-    months = [f"2026-{m:02d}" for m in range(1, per_company + 1)]
     places = sorted(
-        ((i, j) for i in range(len(months)) for j in range(len(names))),
+        ((i, j) for i in range(months) for j in range(companies)),
         key=lambda p: ORDERS[order](*p),
     )
     submitted = "bookkeeping.period_submitted"
     backlog = [
         (submitted, event(submitted, start + dt.timedelta(days=31 * i, minutes=j), names[j], {
-            "period": months[i]
+            "period": f"2026-{i + 1:02d}"
         }))
         for i, j in places
     ]  # fmt: skip
+    return names, backlog
+
+
+async def ingest(backend: str, order: str, companies: int, per_company: int) -> Ingest:
+    result = Ingest(backend, order, companies * per_company)
+    start = BACKLOG_START
+    names, backlog = submissions(order, companies, per_company)
     for who in ("ours", SILENT, "bare aio-pika", "naive"):
         result.seconds[who] = await _ingest_one(who, companies, start, names, backlog)
         say(
@@ -437,22 +448,10 @@ def _unsettled(settings: Settings, queues: list[str]) -> int:
 async def outbound_cost(companies: int, months: int, rounds: int) -> list[tuple[str, float, float]]:
     """(order, ours msg/s, ours without outbound events msg/s), alternating, ``rounds`` times
     per order: the machine is noisy, so the ratio is read from several pairs."""
-    start = dt.datetime(2026, 1, 2, 8, tzinfo=dt.UTC)
-    names = [f"c-{i:05d}" for i in range(companies)]
-    months_ = [f"2026-{m:02d}" for m in range(1, months + 1)]
-    submitted = "bookkeeping.period_submitted"
+    start = BACKLOG_START
     found = []
     for order in ORDERS:
-        places = sorted(
-            ((i, j) for i in range(months) for j in range(companies)),
-            key=lambda p: ORDERS[order](*p),
-        )
-        backlog = [
-            (submitted, event(submitted, start + dt.timedelta(days=31 * i, minutes=j), names[j], {
-                "period": months_[i]
-            }))
-            for i, j in places
-        ]  # fmt: skip
+        names, backlog = submissions(order, companies, months)
         for _ in range(rounds):
             ours = len(backlog) / await _ingest_one("ours", companies, start, names, backlog)
             silent = len(backlog) / await _ingest_one(SILENT, companies, start, names, backlog)
@@ -500,16 +499,8 @@ class ScaleOut:
 
 
 async def scale_out(companies: int, months: int) -> ScaleOut:
-    start = dt.datetime(2026, 1, 2, 8, tzinfo=dt.UTC)
-    names = [f"c-{i:05d}" for i in range(companies)]
-    submitted = "bookkeeping.period_submitted"
-    backlog = [
-        (submitted, event(submitted, start + dt.timedelta(days=31 * i, minutes=j), names[j], {
-            "period": f"2026-{i + 1:02d}"
-        }))
-        for i in range(months)
-        for j in range(companies)
-    ]  # fmt: skip
+    start = BACKLOG_START
+    names, backlog = submissions("interleaved", companies, months)
     result = ScaleOut(companies, months, len(backlog))
     for label, partitions, replicas in SCALE_RUNS:
         result.seconds[label] = await _scale_one(partitions, replicas, start, names, backlog)

@@ -34,7 +34,6 @@ import uuid
 from collections.abc import Callable, Sequence
 from typing import Any, Final
 
-import aio_pika
 import aiormq
 import structlog
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
@@ -46,7 +45,7 @@ from services.config import Settings
 from services.pipeline import peek
 from services.runner import SOURCE_HEADER, SOURCES, ConsumerRunner, utc_now
 from services.store import Store
-from services.supervise import supervise, wait_or_stop
+from services.supervise import amqp_session, supervise, wait_or_stop
 from services.topology import declare_consumer, declare_partitions, partition_exchange_name
 
 REPLICAS: Final = "replicas"  # one heartbeat document per replica of a partitioned kind
@@ -95,13 +94,7 @@ class PartitionRouter:
         await supervise(self._session, stop, self.log)
 
     async def _session(self, stop: asyncio.Event) -> None:
-        connection = await aio_pika.connect(self.settings.amqp_url, timeout=10)
-        try:
-            closed = asyncio.Event()
-            connection.close_callbacks.add(lambda *_: closed.set())
-            channel = await connection.channel(publisher_confirms=True)
-            channel.close_callbacks.add(lambda *_: closed.set())
-            await channel.set_qos(prefetch_count=self.settings.prefetch)
+        async with amqp_session(self.settings) as (channel, closed):
             intake = await declare_consumer(channel, self.definition, self.settings)
             await declare_partitions(channel, self.definition, self.settings)
             inbox: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
@@ -119,8 +112,6 @@ class PartitionRouter:
                         await self._route(channel, _drain(inbox, self.settings.batch_size))
             finally:
                 self.consuming.clear()
-        finally:
-            await connection.close()
 
     async def _route(self, channel: AbstractChannel, batch: list[AbstractIncomingMessage]) -> None:
         raw = await channel.get_underlay_channel()

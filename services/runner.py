@@ -49,7 +49,7 @@ from services.pipeline import (
 )
 from services.signing import SIGNATURE_HEADER, is_signed
 from services.store import Store, is_unavailable
-from services.supervise import supervise, wait_or_stop
+from services.supervise import amqp_session, supervise, wait_or_stop
 from services.topology import (
     ACCOUNTING_EXCHANGE,
     CLOCK_EXCHANGE,
@@ -163,13 +163,7 @@ class ConsumerRunner:
         await supervise(self._session, stop, self.log)
 
     async def _session(self, stop: asyncio.Event) -> None:
-        connection = await aio_pika.connect(self.settings.amqp_url, timeout=10)
-        try:
-            closed = asyncio.Event()
-            connection.close_callbacks.add(lambda *_: closed.set())
-            channel = await connection.channel(publisher_confirms=True)
-            channel.close_callbacks.add(lambda *_: closed.set())  # a channel error ends it too
-            await channel.set_qos(prefetch_count=self.settings.prefetch)
+        async with amqp_session(self.settings) as (channel, closed):
             queue = await declare_consumer(channel, self.definition, self.settings)
             if self.partition is not None:
                 partitions = await declare_partitions(channel, self.definition, self.settings)
@@ -220,8 +214,6 @@ class ConsumerRunner:
                 self.consuming.clear()
                 await self._relayed()
                 self.pipeline.forget()
-        finally:
-            await connection.close()
 
     async def _recover(self, channel: AbstractChannel) -> None:
         try:

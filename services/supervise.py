@@ -9,9 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
+import aio_pika
 import structlog
+from aio_pika.abc import AbstractChannel
+
+from services.config import Settings
 
 INITIAL_DELAY = 0.5
 MAX_DELAY = 30.0
@@ -44,3 +48,19 @@ async def supervise(
             delay = INITIAL_DELAY  # the session had been healthy; start backing off afresh
         await wait_or_stop(stop, delay)
         delay = min(delay * 2, MAX_DELAY)
+
+
+@contextlib.asynccontextmanager
+async def amqp_session(settings: Settings) -> AsyncIterator[tuple[AbstractChannel, asyncio.Event]]:
+    """A connection and a channel with publisher confirms and the consumer's prefetch, for one
+    session; the event is set when either closes (a channel error ends the session too)."""
+    connection = await aio_pika.connect(settings.amqp_url, timeout=10)
+    try:
+        closed = asyncio.Event()
+        connection.close_callbacks.add(lambda *_: closed.set())
+        channel = await connection.channel(publisher_confirms=True)
+        channel.close_callbacks.add(lambda *_: closed.set())
+        await channel.set_qos(prefetch_count=settings.prefetch)
+        yield channel, closed
+    finally:
+        await connection.close()

@@ -48,6 +48,16 @@ async def signed_in(browser: Browser, system: RunningSystem, user: str, **token:
     return page
 
 
+async def at_cykelverkstan(system: RunningSystem, browser: Browser, tab: str) -> Page:
+    """The world, and u-1 added to c-3003 and looking at one of its tabs."""
+    await build_world(system)
+    async with client(system, "u-1") as api:
+        await api.post("/v1/companies/c-3003/users/me")
+    page = await signed_in(browser, system, "u-1")
+    await page.goto(f"{system.base_url}/#/company/c-3003/{tab}")
+    return page
+
+
 async def shot(page: Page, name: str) -> None:
     SHOTS.mkdir(parents=True, exist_ok=True)
     await page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
@@ -110,11 +120,7 @@ async def test_sign_in_filter_open_a_company_and_set_a_status(
 async def test_a_row_changes_live_when_upstream_publishes(
     running_system: RunningSystem, browser: Browser
 ) -> None:
-    await build_world(running_system)
-    async with client(running_system, "u-1") as api:
-        await api.post("/v1/companies/c-3003/users/me")
-    page = await signed_in(browser, running_system, "u-1")
-    await page.goto(f"{running_system.base_url}/#/company/c-3003/bookkeeping")
+    page = await at_cykelverkstan(running_system, browser, "bookkeeping")
     row = page.locator('#bookkeeping-rows tr[data-period="2026-01"]')
     await expect(row.locator("[data-status]")).not_to_have_attribute("data-status", "new")
     await expect(page.locator("#live-state")).to_contain_text("Live")
@@ -182,11 +188,7 @@ async def test_commands_answered_202_are_followed_to_their_outcome(
 async def test_a_live_change_waits_while_the_user_is_typing(
     running_system: RunningSystem, browser: Browser
 ) -> None:
-    await build_world(running_system)
-    async with client(running_system, "u-1") as api:
-        await api.post("/v1/companies/c-3003/users/me")
-    page = await signed_in(browser, running_system, "u-1")
-    await page.goto(f"{running_system.base_url}/#/company/c-3003/notes")
+    page = await at_cykelverkstan(running_system, browser, "notes")
     await expect(page.locator("#live-state")).to_contain_text("Live")
     text = page.get_by_label("Text")
     await text.fill("Halvskrivet")
@@ -216,11 +218,7 @@ async def test_a_live_redraw_that_loaded_while_the_user_began_typing_waits(
 ) -> None:
     """The redraw starts while no field is edited; its answer is held back until the user has
     begun typing, and then must not land."""
-    await build_world(running_system)
-    async with client(running_system, "u-1") as api:
-        await api.post("/v1/companies/c-3003/users/me")
-    page = await signed_in(browser, running_system, "u-1")
-    await page.goto(f"{running_system.base_url}/#/company/c-3003/notes")
+    page = await at_cykelverkstan(running_system, browser, "notes")
     await expect(page.locator("#live-state")).to_contain_text("Live")
     text = page.get_by_label("Text")
     await expect(text).to_be_visible()
