@@ -15,7 +15,13 @@ import pytest
 
 from consumers.registry import CONSUMERS
 from contracts.envelope import Message
-from services.partitions import PartitionedConsumer, partition_key, share
+from services.partitions import (
+    HEARTBEAT_S,
+    HEARTBEAT_TTL_S,
+    PartitionedConsumer,
+    partition_key,
+    share,
+)
 from services.pipeline import Pipeline
 from services.repartition import StillRunning, repartition
 from services.store.memory import MemoryStore
@@ -253,6 +259,33 @@ async def test_a_partitioned_kind_declares_exactly_its_exchange_queues_and_bindi
         assert ("backoffice.clock", "backoffice.bookkeeping.p0", "") in bindings
         assert ("backoffice.bookkeeping.partitions", "backoffice.bookkeeping.p1", "1") in bindings
         assert ("backoffice.clock", "backoffice.bookkeeping", "") not in bindings
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)
+        await client.close()
+
+
+async def test_the_partitions_of_a_replica_that_stopped_beating_are_taken_after_the_ttl(
+    settings: Any, mongo: Any
+) -> None:
+    """A replica that died says nothing: its heartbeat, seen now, stops. The live one owns
+    only its share until the heartbeat is older than the TTL, then all of them."""
+    split = dataclasses.replace(settings, partitions=2)
+    client = connect(split.mongo_url, split.mongo_timeout_ms)
+    store = MongoStore(client[split.mongo_db])
+    wall = dt.datetime.now(dt.UTC)
+    dead = {"_id": "zz-dead", "consumer": "bookkeeping", "seen_at": wall}
+    await store.record("replicas", [dead])
+    replica = PartitionedConsumer(CONSUMERS["bookkeeping"], split, store)
+    stop = asyncio.Event()
+    task = asyncio.create_task(replica.run(stop))
+    try:
+        await eventually(lambda: len(replica.owned) == 1, what="its share beside the other")
+        await eventually(
+            lambda: replica.owned == [0, 1],
+            timeout=HEARTBEAT_TTL_S + 3 * HEARTBEAT_S,
+            what="the dead replica's partition",
+        )
     finally:
         stop.set()
         await asyncio.wait_for(task, 30)
