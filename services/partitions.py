@@ -253,7 +253,7 @@ class PartitionedConsumer:
         return {"_id": self.me, "consumer": self.definition.name, "seen_at": at}
 
     async def _beat(self) -> list[str]:
-        now = self.wall_clock()
+        now = utc_now()  # the machine's time, whatever clock the rules are given
         await self.store.record(REPLICAS, [self._heartbeat(now)])
         await self.store.delete_before(REPLICAS, "seen_at", now - FORGOTTEN_AFTER)
         found = await self.store.find_plain(REPLICAS, {"consumer": self.definition.name})
