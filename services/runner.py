@@ -72,17 +72,15 @@ ATTEMPT_HEADER = "x-attempt"
 STORE_PROBE_TIMEOUT_S = 2.0  # how long a ping may take while the store is thought down
 STORE_PROBE_MAX_DELAY_S = 15.0
 CONSUMER_STATS = "consumer_stats"  # one document per consumer (or partition): its counts
+SOURCE_HEADER = "x-source"
+# How long a consumer must have had nothing to do before it rewrites documents to clear their
+# published outbound messages: never while a backlog is being applied.
+IDLE_BEFORE_TIDY_S = 2.0
 
 
 def stats_consumer(document_id: str) -> str:
     """The consumer a counters document counts for (``NAME`` or ``NAME@p<i>``)."""
     return document_id.split("@", 1)[0]
-
-
-SOURCE_HEADER = "x-source"
-# How long a consumer must have had nothing to do before it rewrites documents to clear their
-# published outbound messages: never while a backlog is being applied.
-IDLE_BEFORE_TIDY_S = 2.0
 
 
 def utc_now() -> dt.datetime:
