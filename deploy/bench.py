@@ -479,6 +479,62 @@ def outbound_markdown(rows: list[tuple[str, float, float]], messages: int, comma
     return "\n".join([*lines, ""])
 
 
+# ---------------------------------------------------------------- the relay's publish alone
+async def publish_cost(messages: int = 10_000) -> dict[str, tuple[float, float]]:
+    """(msg/s, µs of this process's CPU per message) for publishing ``messages`` outbound-sized
+    messages with confirms: through aiormq's ``basic_publish``, and in batches as the relay does
+    (``services/confirmed.py``), alternating twice."""
+    import aiormq
+
+    from services.confirmed import Outgoing, publish_all
+
+    body = b'{"type":"status.changed","id":"bookkeeping/a-1/c-2/17/0","period":"2026-02"}' * 3
+    settings = fresh_settings()
+    found: dict[str, list[tuple[float, float]]] = {"basic_publish": [], "relay's batches": []}
+    try:
+        async with await aio_pika.connect(settings.amqp_url) as connection:
+            channel = await connection.channel(publisher_confirms=True)
+            await channel.declare_exchange("bench.publish", aio_pika.ExchangeType.TOPIC)
+            raw: Any = await channel.get_underlay_channel()
+
+            async def one_by_one() -> None:
+                await asyncio.gather(*(
+                    raw.basic_publish(body, exchange="bench.publish", routing_key="status.x.new",
+                                      properties=aiormq.spec.Basic.Properties(
+                                          content_type="application/json", delivery_mode=2,
+                                          message_id=f"m-{i}", message_type="status.changed"),
+                                      wait=False)
+                    for i in range(messages)
+                ))  # fmt: skip
+
+            async def batched() -> None:
+                for start in range(0, messages, 500):
+                    sent = [
+                        Outgoing("bench.publish", "status.x.new", body, f"m-{i}", "status.changed")
+                        for i in range(start, min(messages, start + 500))
+                    ]
+                    await asyncio.gather(*await publish_all(raw, sent))
+
+            for _ in range(2):
+                for label, way in (("basic_publish", one_by_one), ("relay's batches", batched)):
+                    wall, cpu = time.perf_counter(), time.process_time()
+                    await way()
+                    found[label].append(
+                        (
+                            messages / (time.perf_counter() - wall),
+                            1e6 * (time.process_time() - cpu) / messages,
+                        )
+                    )
+    finally:
+        await drop(settings)
+    result = {}
+    for label, runs in found.items():
+        rate, cpu = max(runs, key=lambda r: r[0])
+        result[label] = (rate, cpu)
+        say(f"publish {label:16s} {rate:8.0f} msg/s, {cpu:5.0f} µs of CPU a message")
+    return result
+
+
 # ---------------------------------------------------------------- scale-out
 # One consumer kind (bookkeeping) with P partitions and 1, 2 or 4 replicas, each its own
 # process, beside the same kind unpartitioned: the same interleaved backlog each time.
@@ -993,8 +1049,16 @@ async def main() -> None:
         metavar="ROUNDS",
         help="only ours against ours without outbound events, ROUNDS pairs per backlog order",
     )
+    parser.add_argument(
+        "--publish-alone",
+        action="store_true",
+        help="only the relay's batched publish beside aiormq's basic_publish (prints figures)",
+    )
     args = parser.parse_args()
     command = "deploy/bench.sh " + " ".join(sys.argv[1:])
+    if args.publish_alone:
+        await publish_cost()
+        return
     if args.outbound_alone:
         use_backend("postgresql")
         n, months = args.ingest_companies, args.ingest_months

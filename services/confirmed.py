@@ -1,12 +1,12 @@
 """Publishing many small JSON messages with publisher confirms, in one write per batch.
 
 The relay publishes one outbound event per status change, so a backlog of submissions
-publishes as many messages as it applies. aiormq's ``basic_publish`` costs about 200 µs of our
-process's CPU per message (a coroutine, a task, a lock and a timeout scope each, and pamqp's
-general marshalling); here a batch takes the channel's lock once, registers one confirmation
-future per message exactly as ``basic_publish`` does, and writes every frame in one buffer, with
-the content header encoded for the four properties the relay sets: about 30 µs a message
-(measured beside ``basic_publish`` on the same broker). It relies on aiormq 7's channel
+publishes as many messages as it applies. aiormq's ``basic_publish`` costs a coroutine, a task,
+a lock and a timeout scope per message, and pamqp's general marshalling; here a batch takes the
+channel's lock once, registers one confirmation future per message exactly as ``basic_publish``
+does, and writes every frame in one buffer, with the content header encoded for the four
+properties the relay sets: about a third of the CPU per message (``deploy/bench.sh
+--publish-alone``). It relies on aiormq 7's channel
 (``lock``, ``delivery_tag``, ``confirmations``, ``write_queue``, ``max_content_size``);
 ``tests/integration/test_confirmed.py`` checks the messages a subscriber receives and that the
 header is byte for byte what pamqp writes.
