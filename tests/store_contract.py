@@ -11,6 +11,7 @@ from typing import Any
 import msgspec
 import pytest
 
+from contracts.outbound import Cause, OutboundMessage, StatusChanged
 from services.store import Store, Write
 
 
@@ -20,6 +21,11 @@ class Thing(msgspec.Struct, kw_only=True):
     at: dt.datetime
     due_at: dt.datetime | None = None
     items: dict[str, list[int]] = msgspec.field(default_factory=dict)
+
+
+class Boxed(msgspec.Struct, kw_only=True):
+    name: str
+    outbox: list[OutboundMessage] = msgspec.field(default_factory=list)
 
 
 T0 = dt.datetime(2026, 3, 1, 12, 0, 0, 123000, tzinfo=dt.UTC)
@@ -205,3 +211,32 @@ class StoreContract:
         await p0.record("replicas", [{"_id": "r-1", "consumer": "x"}])
         assert [d["_id"] for d in await p1.find_plain("replicas", {"consumer": "x"})] == ["r-1"]
         assert await p1.find_plain("replicas", {"consumer": "y"}) == []
+
+    async def test_an_outbox_is_kept_as_one_text_and_found_after_a_crash(
+        self, store: Store
+    ) -> None:
+        """Outbound messages travel in their aggregate's document as one JSON text (FerretDB
+        converts every nested field of a write), and load back as the messages they were."""
+        told = [
+            StatusChanged(
+                id=f"things/o/1/{i}",
+                occurred_at=T0,
+                agency_id="a-1",
+                company_id="c-1",
+                domain="vat",
+                period=f"2026-0{i + 1}",
+                from_="upcoming",
+                to="late",
+                at=T0,
+                cause=Cause(kind="time", id="tick-1"),
+            )
+            for i in range(3)
+        ]
+        state = Boxed(name="o", outbox=told)
+        await store.save("things", [Write("o", 0, state), Write("e", 0, Boxed(name="e"))])
+        (document,) = await store.fetch("things", ["o"])
+        assert isinstance(document["outbox"], str)
+        assert document["outbox_pending"] is True
+        assert (await store.load("things", Boxed, ["o"]))["o"].state == state
+        pending = await store.pending_outboxes("things", Boxed)
+        assert {key: stored.state for key, stored in pending.items()} == {"o": state}

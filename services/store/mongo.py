@@ -30,6 +30,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, DuplicateKeyError, OperationFailure
 
+from consumers.stockholm import today as stockholm_day
 from services.store.port import (
     DUE_DAY_FIELD,
     OUTBOX_PENDING_FIELD,
@@ -38,7 +39,6 @@ from services.store.port import (
     Stored,
     Write,
     from_document,
-    stockholm_day,
     to_document,
 )
 

@@ -123,6 +123,10 @@ PARTITION_FIELD = "partition"
 # Set on a document whose state holds outbound messages not yet confirmed published, so that a
 # relay finds them by equality after a crash.
 OUTBOX_PENDING_FIELD = "outbox_pending"
+# A state's outbound messages (services/outbox.py). Stored as one JSON text, not as nested
+# documents: FerretDB converts every nested field of every write to and from its storage's JSON,
+# and a backlog applied by company writes about ten messages with each tab.
+OUTBOX_FIELD = "outbox"
 
 
 def to_document(
@@ -132,15 +136,19 @@ def to_document(
 
     A document with a ``due_at`` also gets ``due_day``, the Stockholm day that begins then, so
     that a store can find the aggregates due on a day by equality, the one filter FerretDB
-    hands to its storage.
+    hands to its storage. A non-empty outbox is kept as JSON text, with ``outbox_pending``.
     """
+    outbox = getattr(state, OUTBOX_FIELD, None)
+    if outbox:
+        state = msgspec.structs.replace(state, **{OUTBOX_FIELD: []})
     document: dict[str, Any] = msgspec.to_builtins(state, builtin_types=(dt.datetime,))
     document["_id"] = key
     document[VERSION_FIELD] = version
     due_at = document.get("due_at")
     if isinstance(due_at, dt.datetime):
         document[DUE_DAY_FIELD] = stockholm_day(due_at).isoformat()
-    if document.get("outbox"):
+    if outbox:
+        document[OUTBOX_FIELD] = msgspec.json.encode(outbox).decode()
         document[OUTBOX_PENDING_FIELD] = True
     if scope:
         document.update(scope)
@@ -148,4 +156,8 @@ def to_document(
 
 
 def from_document(document: dict[str, Any], state_type: type[Any]) -> Stored:
+    """The state of a stored document (whose outbox may be JSON text, or an older document's
+    list)."""
+    if isinstance(document.get(OUTBOX_FIELD), str):
+        document = {**document, OUTBOX_FIELD: msgspec.json.decode(document[OUTBOX_FIELD])}
     return Stored(version=int(document[VERSION_FIELD]), state=msgspec.convert(document, state_type))
