@@ -53,6 +53,8 @@ VatStep = Annotated[int, Meta(ge=1, le=3)]
 
 def normalize_instant(value: dt.datetime) -> dt.datetime:
     """UTC with millisecond precision: what MongoDB stores, so state survives a round trip."""
+    if value.tzinfo is dt.UTC and not value.microsecond % 1000:
+        return value  # already so: every message and outbound event passes here
     utc = value.astimezone(dt.UTC)
     return utc.replace(microsecond=utc.microsecond // 1000 * 1000)
 
@@ -60,8 +62,8 @@ def normalize_instant(value: dt.datetime) -> dt.datetime:
 def format_instant(value: dt.datetime) -> str:
     """The one text form of an instant that the service sends: RFC 3339 in UTC, to the
     millisecond, with `Z` (msgspec alone writes `…24Z` or `…24.040000Z` by the value)."""
-    utc = value.astimezone(dt.UTC)
-    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
+    # isoformat pads the year to four digits, where strftime's %Y does not (year 999).
+    return value.astimezone(dt.UTC).isoformat(timespec="milliseconds").removesuffix("+00:00") + "Z"
 
 
 def instants_as_text(value: Any) -> Any:

@@ -93,3 +93,21 @@ async def publish_all(
             parts.extend(_bodies(number, message.body, channel.max_content_size))
         await channel.write_queue.put(ChannelFrame(payload=b"".join(parts), should_close=False))
     return futures
+
+
+async def outcomes(futures: Sequence[asyncio.Future[object]]) -> list[object]:
+    """Each future's result, or its error, in order. Awaited one after the other: confirms come
+    nearly in order, so most are done by their turn, where ``asyncio.gather`` would add a
+    callback to each of thousands of futures."""
+    found: list[object] = []
+    for future in futures:
+        try:
+            found.append(await future)
+        except asyncio.CancelledError as cancelled:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise  # the caller was cancelled, not (only) the confirmation
+            found.append(cancelled)
+        except Exception as error:  # a nack or a closed channel, as the relay expects
+            found.append(error)
+    return found

@@ -34,7 +34,7 @@ from consumers.registry import ConsumerDefinition
 from contracts.fields import format_instant
 from contracts.outbound import EVENTS_EXCHANGE, encode_outbound
 from services.config import Settings
-from services.confirmed import Outgoing, publish_all
+from services.confirmed import Outgoing, outcomes, publish_all
 from services.expiry import Expiry
 from services.outbox import Unpublished
 from services.pipeline import (
@@ -267,7 +267,7 @@ class ConsumerRunner:
                     for _, message in sends
                 ],
             )
-            results = await asyncio.gather(*futures, return_exceptions=True)
+            results = await outcomes(futures)
         except Exception as error:  # the channel closed: none of them was confirmed
             results = [error] * len(sends)
         confirmed: dict[int, set[str]] = {}

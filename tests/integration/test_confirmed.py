@@ -12,7 +12,7 @@ import pytest
 from pamqp import frame, header
 from pamqp.commands import Basic
 
-from services.confirmed import Outgoing, content_header, publish_all
+from services.confirmed import Outgoing, content_header, outcomes, publish_all
 
 
 @pytest.mark.parametrize(
@@ -59,7 +59,7 @@ async def test_a_batch_arrives_whole_in_order_and_confirmed(amqp_url: str) -> No
             for i in range(300)
         ] + [Outgoing("test.confirmed", "large", large, "id-large", "status.changed")]
         futures = await publish_all(raw, sent)  # type: ignore[arg-type]
-        results = await asyncio.wait_for(asyncio.gather(*futures), 30)
+        results = await asyncio.wait_for(outcomes(futures), 30)
         assert all(isinstance(r, Basic.Ack) for r in results)
         received = []
         async with queue.iterator() as messages:
@@ -82,7 +82,7 @@ async def test_a_channel_that_closes_fails_the_waiting_confirmations(amqp_url: s
         raw = await channel.get_underlay_channel()
         missing = [Outgoing("test.no-such-exchange", "k", b"{}", f"id-{i}", "t") for i in range(5)]
         futures = await publish_all(raw, missing)  # type: ignore[arg-type]
-        results = await asyncio.wait_for(asyncio.gather(*futures, return_exceptions=True), 30)
+        results = await asyncio.wait_for(outcomes(futures), 30)
         assert all(isinstance(r, Exception) for r in results)
         with pytest.raises(aiormq.exceptions.ChannelInvalidStateError):
             await publish_all(raw, missing)  # type: ignore[arg-type]

@@ -6,12 +6,13 @@ import datetime as dt
 import json
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import msgspec
 import pytest
 
 from contracts.company import CompanyDetailsChanged
-from contracts.fields import format_instant, luhn_valid
+from contracts.fields import format_instant, luhn_valid, normalize_instant
 from contracts.registry import INBOUND_EVENTS, InvalidMessage, decode, encode, type_name
 from tests import factories as f
 
@@ -231,10 +232,27 @@ def test_sent_is_no_status_a_consultant_sets() -> None:
             dt.datetime(2026, 3, 5, 10, 12, 24, tzinfo=dt.timezone(dt.timedelta(hours=1))),
             "2026-03-05T09:12:24.000Z",
         ),
+        (dt.datetime(999, 1, 2, 3, 4, 5, tzinfo=dt.UTC), "0999-01-02T03:04:05.000Z"),
     ],
 )
 def test_an_instant_has_one_text_form(value: dt.datetime, text: str) -> None:
     assert format_instant(value) == text
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        dt.datetime(2026, 3, 5, 9, 12, 24, 40000, tzinfo=dt.UTC),
+        dt.datetime(2026, 3, 5, 9, 12, 24, 40999, tzinfo=dt.UTC),
+        dt.datetime(2026, 3, 5, 10, 12, 24, 40000, tzinfo=dt.timezone(dt.timedelta(hours=1))),
+        dt.datetime(2026, 3, 5, 9, 12, 24, 40000, tzinfo=ZoneInfo("UTC")),
+    ],
+)
+def test_an_instant_is_kept_in_utc_to_the_millisecond(value: dt.datetime) -> None:
+    normalized = normalize_instant(value)
+    assert normalized == dt.datetime(2026, 3, 5, 9, 12, 24, 40000, tzinfo=dt.UTC)
+    assert normalized.utcoffset() == dt.timedelta(0)
+    assert normalized.microsecond % 1000 == 0
 
 
 def test_messages_the_service_sends_write_every_instant_the_same_way() -> None:
