@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 import msgspec
 
@@ -27,6 +27,10 @@ class CompanyUser(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class CompanyEntry(msgspec.Struct, kw_only=True):
+    # What the store keeps as JSON text (services/store/port.py): the overview filters and
+    # sorts on the plain fields below, and reads every company of the agency to do so.
+    STORED_AS_TEXT: ClassVar[frozenset[str]] = frozenset({"facts", "users"})
+
     agency_id: str
     company_id: str
     facts: CompanyFacts = msgspec.field(default_factory=CompanyFacts)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 from collections import Counter
 from collections.abc import Sequence
-from typing import Any, Final, Protocol, TypeVar
+from typing import Any, ClassVar, Final, Protocol, TypeVar
 
 import msgspec
 
@@ -25,6 +25,21 @@ TAB_INDEXES: Final = ((("agency_id", 1), ("company_id", 1)),)
 
 
 class Tab(msgspec.Struct, kw_only=True):
+    # What the store keeps as JSON text (services/store/port.py): no query looks into these.
+    # The overview and the sweep read the top-level summary fields below.
+    STORED_AS_TEXT: ClassVar[frozenset[str]] = frozenset(
+        {
+            "company",
+            "history",
+            "outbox",
+            "facts",
+            "header",
+            "periods",
+            "client_todo",
+            "closing_years",
+        }
+    )
+
     agency_id: str
     company_id: str
     company: CompanyFacts = msgspec.field(default_factory=CompanyFacts)

@@ -828,6 +828,14 @@ class Age:
     document_bytes: int
     rules_ms: float  # the rulebook alone
     with_codec_ms: float  # and the state read from and written to a document
+    tab: Any = None  # the aged tab itself
+    # Its document replaced and read by _id on the store, as stored and with every field nested
+    # (as before the store kept nested parts as text): ms each.
+    stored: dict[str, tuple[float, float]] = field(default_factory=dict)
+
+
+def _ms(found: dict[str, tuple[float, float]], form: str, which: int) -> str:
+    return f"{found[form][which]:.1f}" if form in found else "–"
 
 
 def aging(years: int, messages: int = 1000) -> Age:
@@ -877,7 +885,45 @@ def aging(years: int, messages: int = 1000) -> Age:
         to_document("k", 2, bookkeeping.apply(state, upload, upload.occurred_at))
     codec = (time.perf_counter() - started) / messages * 1000
     size = len(msgspec.json.encode(tab))
-    return Age(years, len(tab.periods), size, rules, codec)
+    return Age(years, len(tab.periods), size, rules, codec, tab)
+
+
+async def stored_cost(age: Age, copies: int = 1000, rounds: int = 200) -> None:
+    """Times replacing and reading the aged tab's document by ``_id`` among ``copies`` of it,
+    in the form the store writes and with every field nested."""
+    import msgspec
+
+    from services.store.port import to_document
+
+    forms = {
+        "as stored": to_document("k", 1, age.tab),
+        "nested": {
+            **msgspec.to_builtins(age.tab, builtin_types=(dt.datetime,)),
+            "_id": "k",
+            "_v": 1,
+        },
+    }
+    client = connect(Settings().mongo_url, 20_000)
+    name = f"bench_documents_{uuid.uuid4().hex[:8]}"
+    try:
+        for form, document in forms.items():
+            collection = client[name][form.replace(" ", "_")]
+            for start in range(0, copies, 100):
+                await collection.insert_many(
+                    [{**document, "_id": f"k{i}"} for i in range(start, start + 100)]
+                )
+            started = time.perf_counter()
+            for i in range(rounds):
+                await collection.replace_one({"_id": f"k{i}"}, {**document, "_id": f"k{i}"})
+            write = (time.perf_counter() - started) / rounds * 1000
+            started = time.perf_counter()
+            for i in range(rounds):
+                await collection.find_one({"_id": f"k{i}"})
+            read = (time.perf_counter() - started) / rounds * 1000
+            age.stored[form] = (write, read)
+    finally:
+        await client.drop_database(name)
+        await client.close()
 
 
 # ---------------------------------------------------------------- the report
@@ -952,14 +998,21 @@ def markdown(
     if ages:
         lines += [
             "",
-            "## Cost per message as a company ages (one bookkeeping tab, in process)",
+            "## Cost per message as a company ages (one bookkeeping tab)",
+            "",
+            "Rules and codec in process; the store's replace and read of the tab's document by"
+            " `_id` among 1,000 copies, as the store keeps it (nested parts as JSON text) and,"
+            " for comparison, with every field nested.",
             "",
             "| years of facts | periods | document (bytes, JSON) | rules (ms/message)"
-            " | rules and document codec (ms/message) |",
-            "|---:|---:|---:|---:|---:|",
+            " | rules and document codec (ms/message) | store replace (ms) | store read (ms)"
+            " | nested: replace, read (ms) |",
+            "|---:|---:|---:|---:|---:|---:|---:|---:|",
             *[
                 f"| {a.years} | {a.periods} | {a.document_bytes} | {a.rules_ms:.2f}"
-                f" | {a.with_codec_ms:.2f} |"
+                f" | {a.with_codec_ms:.2f} | {_ms(a.stored, 'as stored', 0)}"
+                f" | {_ms(a.stored, 'as stored', 1)}"
+                f" | {_ms(a.stored, 'nested', 0)}, {_ms(a.stored, 'nested', 1)} |"
                 for a in ages
             ],
         ]
@@ -1087,6 +1140,9 @@ async def main() -> None:
             f"age {a.years} years: {a.periods} periods, {a.document_bytes} bytes,"
             f" {a.rules_ms:.2f} ms rules, {a.with_codec_ms:.2f} ms with codec"
         )
+    for a in ages:
+        await stored_cost(a)
+        say(f"age {a.years} years on the store: {a.stored}")
     ingests: list[Ingest] = []
     demos: list[Demo] = []
     output = Path(args.output)

@@ -35,6 +35,7 @@ from services.config import Settings
 from services.runner import ConsumerRunner, utc_now
 from services.signing import SIGNATURE_HEADER, signature
 from services.store.mongo import MongoStore, connect
+from services.store.port import plain
 from services.topology import (
     ACCOUNTING_EXCHANGE,
     COMMANDS_EXCHANGE,
@@ -42,6 +43,13 @@ from services.topology import (
     definitions,
     policies,
 )
+
+# The state each collection holds, for reading its documents as plain values.
+STATE_TYPES: dict[str, type[Any]] = {
+    rulebook.collection: rulebook.state_type
+    for consumer in CONSUMERS.values()
+    for rulebook in consumer.rulebooks
+}
 
 ROOT = Path(__file__).resolve().parents[1]
 SERVERS = ROOT / "deploy" / "servers.sh"
@@ -249,7 +257,9 @@ class System:
         await self.client.close()
 
     async def document(self, collection: str, key: str) -> dict[str, Any] | None:
-        return await self.client[self.settings.mongo_db][collection].find_one({"_id": key})
+        """An aggregate's stored document as plain values (its JSON texts decoded)."""
+        found = await self.client[self.settings.mongo_db][collection].find_one({"_id": key})
+        return None if found is None else plain(found, STATE_TYPES.get(collection, dict))
 
 
 @pytest.fixture

@@ -6,13 +6,14 @@ A subclass provides the ``store`` fixture; the tests here then hold it to the po
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import Any, ClassVar
 
 import msgspec
 import pytest
 
 from contracts.outbound import Cause, OutboundMessage, StatusChanged
 from services.store import Store, Write
+from services.store.port import plain
 
 
 class Thing(msgspec.Struct, kw_only=True):
@@ -24,8 +25,23 @@ class Thing(msgspec.Struct, kw_only=True):
 
 
 class Boxed(msgspec.Struct, kw_only=True):
+    STORED_AS_TEXT: ClassVar[frozenset[str]] = frozenset({"outbox", "items"})
+
     name: str
+    items: dict[str, list[dt.datetime]] = msgspec.field(default_factory=dict)
     outbox: list[OutboundMessage] = msgspec.field(default_factory=list)
+
+
+class Nested(msgspec.Struct, kw_only=True):
+    """``Thing`` as a later version would have it: ``items`` kept as text."""
+
+    STORED_AS_TEXT: ClassVar[frozenset[str]] = frozenset({"items"})
+
+    name: str
+    day: dt.date
+    at: dt.datetime
+    due_at: dt.datetime | None = None
+    items: dict[str, list[int]] = msgspec.field(default_factory=dict)
 
 
 T0 = dt.datetime(2026, 3, 1, 12, 0, 0, 123000, tzinfo=dt.UTC)
@@ -212,11 +228,12 @@ class StoreContract:
         assert [d["_id"] for d in await p1.find_plain("replicas", {"consumer": "x"})] == ["r-1"]
         assert await p1.find_plain("replicas", {"consumer": "y"}) == []
 
-    async def test_an_outbox_is_kept_as_one_text_and_found_after_a_crash(
+    async def test_fields_a_type_names_are_kept_as_text_and_load_back_as_they_were(
         self, store: Store
     ) -> None:
-        """Outbound messages travel in their aggregate's document as one JSON text (FerretDB
-        converts every nested field of a write), and load back as the messages they were."""
+        """The fields no query looks into travel as one JSON text each (FerretDB converts every
+        nested field of a write), and load back as the values they were; an outbox found after
+        a crash among them."""
         told = [
             StatusChanged(
                 id=f"things/o/1/{i}",
@@ -232,11 +249,22 @@ class StoreContract:
             )
             for i in range(3)
         ]
-        state = Boxed(name="o", outbox=told)
+        state = Boxed(name="o", outbox=told, items={"a": [T0]})
         await store.save("things", [Write("o", 0, state), Write("e", 0, Boxed(name="e"))])
         (document,) = await store.fetch("things", ["o"])
-        assert isinstance(document["outbox"], str)
+        assert isinstance(document["outbox"], str) and isinstance(document["items"], str)
+        assert document["name"] == "o"  # what queries look at stays a plain field
         assert document["outbox_pending"] is True
+        assert plain(document, Boxed)["items"] == {"a": [T0]}
+        assert plain(document, Boxed)["outbox"][0]["at"] == T0
         assert (await store.load("things", Boxed, ["o"]))["o"].state == state
         pending = await store.pending_outboxes("things", Boxed)
         assert {key: stored.state for key, stored in pending.items()} == {"o": state}
+
+    async def test_a_document_written_with_nested_fields_still_loads(self, store: Store) -> None:
+        """Documents written before a field was kept as text hold it nested."""
+        await store.save("things", [Write("n", 0, thing("n"))])  # Thing keeps all fields plain
+        (document,) = await store.fetch("things", ["n"])
+        assert document["items"] == {"a": [1, 2]}
+        loaded = (await store.load("things", Nested, ["n"]))["n"].state
+        assert loaded.items == {"a": [1, 2]}

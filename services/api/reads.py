@@ -16,12 +16,27 @@ from typing import Any
 import msgspec
 from pymongo.asynchronous.database import AsyncDatabase
 
+from consumers.bookkeeping import BookkeepingTab
+from consumers.closing import ClosingTab
+from consumers.directory import CompanyEntry
+from consumers.payroll import PayrollTab
 from consumers.stockholm import days_left
+from consumers.tab import Tab
+from consumers.vat import VatTab
 from contracts.fields import format_instant
 from contracts.status import LABELS
 from services.api import schemas
 from services.pipeline import COMMAND_OUTCOMES
 from services.store.mongo import MongoStore
+from services.store.port import plain
+
+# The state each tab's documents hold: the store keeps part of it as JSON text.
+TAB_STATES: dict[str, type[Tab]] = {
+    "bookkeeping": BookkeepingTab,
+    "payroll": PayrollTab,
+    "vat": VatTab,
+    "closing": ClosingTab,
+}
 
 
 class BadCursor(ValueError):
@@ -67,7 +82,8 @@ class ReadModel:
 
     # ----------------------------------------------------------- companies
     async def company_entry(self, agency_id: str, company_id: str) -> dict[str, Any] | None:
-        return await self.db["companies"].find_one({"_id": _key(agency_id, company_id)})
+        entry = await self.db["companies"].find_one({"_id": _key(agency_id, company_id)})
+        return None if entry is None else plain(entry, CompanyEntry)
 
     async def agency_user_by_email(self, agency_id: str, email: str) -> dict[str, Any] | None:
         return await self.db["agency_users"].find_one(
@@ -150,7 +166,7 @@ class ReadModel:
             query["$and"] = conditions
         found = (
             await self.db["companies"]
-            .find(query)
+            .find(query, {"company_id": 1, "name": 1, "org_number": 1, "responsible_user_id": 1})
             .sort([("name", 1), ("company_id", 1)])
             .limit(limit + 1)
             .to_list()
@@ -190,7 +206,10 @@ class ReadModel:
 
     # ----------------------------------------------------------- tabs
     async def tab(self, domain: str, agency_id: str, company_id: str, now: dt.datetime) -> Any:
-        doc = await self.db[domain].find_one({"_id": _key(agency_id, company_id)}) or {}
+        found = await self.db[domain].find_one(
+            {"_id": _key(agency_id, company_id)}, {"header": 1, "periods": 1}
+        )
+        doc = plain(found or {}, TAB_STATES[domain])
         header = doc.get("header") or {}
         rows = doc.get("periods") or []
         for row in rows:
@@ -244,7 +263,7 @@ class ReadModel:
         entries: list[dict[str, Any]] = []
         for name in [domain] if domain else schemas.DOMAINS:
             doc = await self.db[name].find_one({"_id": _key(agency_id, company_id)}, {"history": 1})
-            entries += (doc or {}).get("history") or []
+            entries += plain(doc or {}, TAB_STATES[name]).get("history") or []
 
         def order(e: dict[str, Any]) -> tuple[str, str, str, str]:
             return (format_instant(e["at"]), e["domain"], e["period"], e["to"])

@@ -12,7 +12,7 @@ from consumers.bookkeeping import BookkeepingTab
 from services.pipeline import UNAVAILABLE, Pipeline
 from services.store import StoreUnavailable
 from services.store.memory import MemoryStore
-from services.store.port import from_document
+from services.store.port import from_document, plain
 from services.sweep import NEVER, NEXT_DUE, SWEEPS
 from tests import factories as f
 from tests.unit.test_pipeline import CONSUMERS, SECRET, WALL, delivery
@@ -36,7 +36,7 @@ async def sweep_all(p: Pipeline) -> list[int]:
 
 
 def statuses(store: MemoryStore, name: str) -> list[str]:
-    document = store.collections["bookkeeping"][f"{f.AGENCY}/{name}"]
+    document = plain(store.collections["bookkeeping"][f"{f.AGENCY}/{name}"], BookkeepingTab)
     return [row["status"] for row in document["periods"]]
 
 
