@@ -243,6 +243,27 @@ async def test_overview_filters_and_paging(running_system: RunningSystem) -> Non
         assert [i["company_id"] for i in new.json()["items"]] == ["c-2002"]
         half = await api.get("/v1/companies", params={"domain": "bookkeeping"})
         assert half.status_code == 400
+        # A status shown by several companies, paged one at a time: the companies that show
+        # it, in the overview's order.
+        everyone = (await api.get("/v1/companies")).json()["items"]
+        shown: dict[str, list[str]] = {}
+        for item in everyone:
+            for shown_status in item["domains"]["bookkeeping"]["counts"]:
+                shown.setdefault(shown_status, []).append(item["company_id"])
+        common = next(s for s, ids in sorted(shown.items()) if len(ids) >= 2)
+        filtered, cursor = [], None
+        while True:
+            params = {"domain": "bookkeeping", "status": common, "limit": 1}
+            page = (
+                await api.get(
+                    "/v1/companies", params={**params, "cursor": cursor} if cursor else params
+                )
+            ).json()
+            filtered += [i["company_id"] for i in page["items"]]
+            cursor = page["next_cursor"]
+            if cursor is None:
+                break
+        assert filtered == shown[common]
         await publish(running_system.settings.amqp_url, [f.disconnected("2026-06-01T00:00")])
 
         async def hidden() -> bool:
