@@ -18,7 +18,7 @@ import msgspec
 from consumers.company_facts import tracked_months
 from consumers.deadlines import bookkeeping_submission_deadline
 from consumers.rulebook import Cause, HistoryEntry, Rulebook, company_key, later
-from consumers.stockholm import days_left, end_of_day, next_month_start
+from consumers.stockholm import days_left, days_until, end_of_day, next_month_start, today
 from consumers.tab import (
     TAB_INDEXES,
     TAB_MESSAGES,
@@ -143,10 +143,11 @@ def evaluate(
     rows: list[Row] = []
     history: list[HistoryEntry] = []
     kept = _unchanged_periods(tab, now, previous)
+    day = today(now)
     for period in tracked_months(tab.company, now):
         if period in kept:
             row, entries = kept[period]
-            row = msgspec.structs.replace(row, days_left=days_left(row.deadline, now))
+            row = msgspec.structs.replace(row, days_left=days_until(row.deadline, day))
         else:
             row, entries = _period(period, tab.facts.get(period, []), submission_day, now)
         rows.append(row)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
+import functools
 
 
 def month_of(day: dt.date) -> str:
@@ -23,9 +23,10 @@ def last_day(period: str) -> dt.date:
     return first_day(shift(period, 1)) - dt.timedelta(days=1)
 
 
-def months_between(first: str, last: str) -> Iterator[str]:
-    """Every month from ``first`` through ``last`` (none when ``last`` is earlier)."""
-    period = first
-    while period <= last:
-        yield period
-        period = shift(period, 1)
+@functools.lru_cache(maxsize=4096)
+def months_between(first: str, last: str) -> tuple[str, ...]:
+    """Every month from ``first`` through ``last`` (none when ``last`` is earlier). Remembered:
+    every message to a tab asks for the months it tracks, the same ones until a month begins."""
+    start = int(first[:4]) * 12 + int(first[5:7]) - 1
+    end = int(last[:4]) * 12 + int(last[5:7]) - 1
+    return tuple(f"{i // 12:04d}-{i % 12 + 1:02d}" for i in range(start, end + 1))

@@ -21,7 +21,7 @@ from consumers.company_facts import CompanyFacts, last_tracked_day, tracking_sta
 from consumers.deadlines import vat_return_due
 from consumers.fiscal_years import year_of, years_between
 from consumers.rulebook import Cause, HistoryEntry, Rulebook, company_key, later
-from consumers.stockholm import days_left, end_of_day, next_month_start
+from consumers.stockholm import days_left, days_until, end_of_day, next_month_start, today
 from consumers.tab import (
     TAB_INDEXES,
     TAB_MESSAGES,
@@ -217,11 +217,12 @@ def evaluate(tab: VatTab, now: dt.datetime, previous: VatTab | None = None) -> V
     rows: list[Row] = []
     history: list[HistoryEntry] = []
     kept = _unchanged_periods(tab, now, previous)
+    day = today(now)
     for start, end in shown_periods(tab, now):
         assert details is not None
         if (start, end) in kept:
             row, entries = kept[(start, end)]
-            row = msgspec.structs.replace(row, days_left=days_left(row.deadline, now))
+            row = msgspec.structs.replace(row, days_left=days_until(row.deadline, day))
         else:
             facts = tab.facts.get(_key(start, end))
             row, entries = _period(

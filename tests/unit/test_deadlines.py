@@ -6,6 +6,7 @@ import datetime as dt
 
 import pytest
 
+from consumers import months
 from consumers.deadlines import (
     annual_report_due,
     bookkeeping_submission_deadline,
@@ -293,3 +294,21 @@ def test_k10_only_for_ab_that_asked() -> None:
     assert k10_due(D("2026-12-31"), "AB", requested=True) == D("2027-05-03")
     assert k10_due(D("2026-12-31"), "AB", requested=False) is None
     assert k10_due(D("2026-12-31"), "EK", requested=True) is None
+
+
+@pytest.mark.parametrize(
+    ("first", "last", "expected"),
+    [
+        ("2025-11", "2026-02", ("2025-11", "2025-12", "2026-01", "2026-02")),
+        ("2026-03", "2026-03", ("2026-03",)),
+        ("2026-03", "2026-02", ()),
+        ("0999-12", "1000-01", ("0999-12", "1000-01")),
+    ],
+)
+def test_months_between_counts_every_month_across_years(
+    first: str, last: str, expected: tuple[str, ...]
+) -> None:
+    assert months.months_between(first, last) == expected
+    assert list(months.months_between(first, last)) == [
+        months.shift(first, i) for i in range(len(expected))
+    ]
