@@ -7,6 +7,7 @@ between the write and the publish, say) has the same id, so a subscriber drops r
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 from typing import Final, Literal
 
@@ -86,10 +87,15 @@ OutboundMessage = StatusChanged | ClientActionRequired
 def encode_outbound(message: Outbound) -> bytes:
     """The JSON that subscribers receive: every instant in the one form the service writes.
 
-    Instants sit only at the top level of an outbound message (``Cause`` has none), so only that
-    level is rewritten: the relay encodes one message per status change, and walking every
-    nested value costs more than the encoding itself."""
-    builtins = msgspec.to_builtins(message, builtin_types=(dt.datetime,))
-    return msgspec.json.encode(
-        {k: format_instant(v) if isinstance(v, dt.datetime) else v for k, v in builtins.items()}
-    )
+    Instants sit only at the top level of an outbound message (``Cause`` has none), so only
+    those fields are swapped for their text, in a shallow copy that msgspec then encodes as it
+    is (it encodes by the values' own types): the relay encodes one message per status change, and
+    converting the whole message to built-in types first cost several times the encoding."""
+    wire = copy.copy(message)  # a copy, unlike replace, does not run __post_init__ again
+    for name in message.__struct_fields__:
+        if isinstance(value := getattr(message, name), dt.datetime):
+            setattr(wire, name, format_instant(value))
+    return _encoder.encode(wire)
+
+
+_encoder: Final = msgspec.json.Encoder()

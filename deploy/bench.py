@@ -482,20 +482,22 @@ def outbound_markdown(rows: list[tuple[str, float, float]], messages: int, comma
 # ---------------------------------------------------------------- the relay's publish alone
 async def publish_cost(messages: int = 10_000) -> dict[str, tuple[float, float]]:
     """(msg/s, µs of this process's CPU per message) for publishing ``messages`` outbound-sized
-    messages with confirms: through aiormq's ``basic_publish``, and in batches as the relay does
-    (``services/confirmed.py``), alternating twice."""
+    messages so that the broker took them: through aiormq's ``basic_publish`` with confirms,
+    and in transactions of 500 as the relay does (``services/committed.py``), alternating
+    twice."""
     import aiormq
 
-    from services.confirmed import Outgoing, publish_all
+    from services.committed import Outgoing, commit_all, open_transactional
 
     body = b'{"type":"status.changed","id":"bookkeeping/a-1/c-2/17/0","period":"2026-02"}' * 3
     settings = fresh_settings()
-    found: dict[str, list[tuple[float, float]]] = {"basic_publish": [], "relay's batches": []}
+    found: dict[str, list[tuple[float, float]]] = {"basic_publish": [], "relay's commits": []}
     try:
         async with await aio_pika.connect(settings.amqp_url) as connection:
             channel = await connection.channel(publisher_confirms=True)
             await channel.declare_exchange("bench.publish", aio_pika.ExchangeType.TOPIC)
             raw: Any = await channel.get_underlay_channel()
+            transactional = await open_transactional(raw)
 
             async def one_by_one() -> None:
                 await asyncio.gather(*(
@@ -507,16 +509,16 @@ async def publish_cost(messages: int = 10_000) -> dict[str, tuple[float, float]]
                     for i in range(messages)
                 ))  # fmt: skip
 
-            async def batched() -> None:
+            async def committed() -> None:
                 for start in range(0, messages, 500):
                     sent = [
                         Outgoing("bench.publish", "status.x.new", body, f"m-{i}", "status.changed")
                         for i in range(start, min(messages, start + 500))
                     ]
-                    await asyncio.gather(*await publish_all(raw, sent))
+                    await commit_all(transactional, sent)
 
             for _ in range(2):
-                for label, way in (("basic_publish", one_by_one), ("relay's batches", batched)):
+                for label, way in (("basic_publish", one_by_one), ("relay's commits", committed)):
                     wall, cpu = time.perf_counter(), time.process_time()
                     await way()
                     found[label].append(

@@ -1,13 +1,13 @@
-"""The outbox: outbound messages travel in their aggregate's own document, written in the same
-write as the state that caused them (FerretDB has no transactions), and are published from there.
+"""The outbox: outbound messages travel in their aggregate's own document, written in the same write
+as the state that caused them (FerretDB has no transactions), and are published from there.
 
-A writer records, per aggregate it wrote, the messages its outbox holds. The runner publishes
-them with publisher confirms and reports what was confirmed; those leave the remembered state at
-once, and the stored document the next time the aggregate is written, or, when the consumer has
+A writer records, per aggregate it wrote, the messages its outbox holds. The runner publishes them
+in one AMQP transaction per batch and reports what the broker took; those leave the remembered state
+at once, and the stored document the next time the aggregate is written, or, when the consumer has
 nothing else to do, by a write of its own (``tidy``). What a crash leaves in a document is found
 again by ``pending_outboxes`` when a session starts and when it takes its first batch (a replica
-that stood by has just become the active one), and whenever such an aggregate is loaded. So
-every message is published at least once; a repeat has the same id.
+that stood by has just become the active one), and whenever such an aggregate is loaded. So every
+message is published at least once; a repeat has the same id.
 """
 
 from __future__ import annotations

@@ -26,17 +26,16 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import aio_pika
+import aiormq
 import structlog
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
-from pamqp.commands import Basic
 
 from consumers.registry import ConsumerDefinition
 from contracts.fields import format_instant
 from contracts.outbound import EVENTS_EXCHANGE, encode_outbound
+from services.committed import Outgoing, commit_all, open_transactional
 from services.config import Settings
-from services.confirmed import Outgoing, outcomes, publish_all
 from services.expiry import Expiry
-from services.outbox import Unpublished
 from services.pipeline import (
     COMMAND_OUTCOMES,
     COMMAND_TYPES,
@@ -76,6 +75,9 @@ SOURCE_HEADER = "x-source"
 # How long a consumer must have had nothing to do before it rewrites documents to clear their
 # published outbound messages: never while a backlog is being applied.
 IDLE_BEFORE_TIDY_S = 2.0
+# How long the broker may take to answer a relay's commit; then the channel is dropped and what
+# it carried is published again (subscribers drop a repeat by its id).
+COMMIT_TIMEOUT_S = 60.0
 
 
 def stats_consumer(document_id: str) -> str:
@@ -156,6 +158,8 @@ class ConsumerRunner:
         self._prepared = False
         self._published: dict[str, int] = {}  # counts already added to the shared counters
         self._relaying: asyncio.Task[None] | None = None
+        self._relay_lock = asyncio.Lock()
+        self._relay_channel: aiormq.Channel | None = None  # in transaction mode
 
     async def run(self, stop: asyncio.Event) -> None:
         await supervise(self._session, stop, self.log)
@@ -211,6 +215,7 @@ class ConsumerRunner:
             finally:
                 self.consuming.clear()
                 await self._relayed()
+                self._relay_channel = None  # closes with the session's connection
                 self.pipeline.forget()
 
     async def _recover(self, channel: AbstractChannel) -> None:
@@ -225,7 +230,7 @@ class ConsumerRunner:
 
     def _kick_relay(self, channel: AbstractChannel) -> None:
         """Publishes the outboxes in the background, while the next batch is applied: a
-        batch's writes need not wait for the broker's confirms of the one before."""
+        batch's writes need not wait for the broker's commit of the one before."""
         if self._relaying is None or self._relaying.done():
             self._relaying = asyncio.create_task(self._relay_all(channel))
 
@@ -243,59 +248,48 @@ class ConsumerRunner:
             await asyncio.wait({self._relaying})
 
     async def _relay(self, channel: AbstractChannel) -> bool:
-        """Publishes what the writes put in outboxes, with confirms, and reports to the pipeline
-        what the broker confirmed; the rest waits for the next relay or session. False if the
-        broker confirmed not all of it."""
-        items = self.pipeline.outbox.take()
-        if not items:
-            return True
-        # Straight on the AMQP channel, a batch in one write (services/confirmed.py): a backlog
-        # of submissions publishes one status change per message applied.
-        raw = await channel.get_underlay_channel()
-        sends = [(item, message) for item in items for message in item.messages]
-        try:
-            futures = await publish_all(
-                raw,  # type: ignore[arg-type]  # the concrete aiormq channel
-                [
-                    Outgoing(
-                        EVENTS_EXCHANGE,
-                        message.routing_key,
-                        encode_outbound(message),
-                        message.id,
-                        message.type,
-                    )
-                    for _, message in sends
-                ],
-            )
-            results = await outcomes(futures)
-        except Exception as error:  # the channel closed: none of them was confirmed
-            results = [error] * len(sends)
-        confirmed: dict[int, set[str]] = {}
-        failed: list[Unpublished] = []
-        for (item, message), result in zip(sends, results, strict=True):
-            if not isinstance(result, Basic.Ack):  # an error, or the broker's nack
-                failed.append(item)
-            else:
-                confirmed.setdefault(id(item), set()).add(message.id)
-        for item in items:
-            self.pipeline.published(item, confirmed.get(id(item), set()))
-        if failed:
-            unique = list({id(i): i for i in failed}.values())
-            left = [
-                Unpublished(
-                    i.collection,
-                    i.key,
-                    i.version,
-                    tuple(m for m in i.messages if m.id not in confirmed.get(id(i), set())),
+        """Publishes what the writes put in outboxes, in one transaction, and reports to the
+        pipeline what the broker took; if it did not take all of it, it all waits for the next
+        relay or session. False then."""
+        async with self._relay_lock:  # one transaction at a time on the relay's channel
+            items = self.pipeline.outbox.take()
+            if not items:
+                return True
+            sends = [
+                Outgoing(
+                    EVENTS_EXCHANGE,
+                    message.routing_key,
+                    encode_outbound(message),
+                    message.id,
+                    message.type,
                 )
-                for i in unique
+                for item in items
+                for message in item.messages
             ]
-            self.pipeline.outbox.put_back(left)
-            self.log.warning(
-                "outbound messages not confirmed; kept for the next try", count=len(failed)
-            )
-        self.counters.published += len(sends) - len(failed)
-        return not failed
+            try:
+                # Straight on the AMQP channel, a batch in one write and one commit
+                # (services/committed.py): a backlog of submissions publishes one status change
+                # per message applied.
+                await commit_all(await self._transactional(channel), sends, COMMIT_TIMEOUT_S)
+            except Exception as error:  # none of them is known to be taken
+                self.pipeline.outbox.put_back(items)
+                self.log.warning(
+                    "outbound messages not published; kept for the next try",
+                    count=len(sends),
+                    error=str(error) or type(error).__name__,
+                )
+                return False
+            for item in items:
+                self.pipeline.published(item, {message.id for message in item.messages})
+            self.counters.published += len(sends)
+            return True
+
+    async def _transactional(self, channel: AbstractChannel) -> aiormq.Channel:
+        """The relay's channel, opened again after an error closed it."""
+        if self._relay_channel is None or self._relay_channel.is_closed:
+            raw = await channel.get_underlay_channel()
+            self._relay_channel = await open_transactional(raw)  # type: ignore[arg-type]
+        return self._relay_channel
 
     async def _tidy(self) -> None:
         try:

@@ -205,6 +205,50 @@ async def test_a_consumer_killed_between_the_write_and_the_publish_loses_nothing
             await successor.close()
 
 
+async def test_what_the_broker_refuses_is_published_again_until_it_takes_it(
+    time_travelling_system: System,
+) -> None:
+    """A subscriber's full queue that rejects publishes fails the relay's commit (and closes its
+    channel; other queues may have got their copy): the consumer goes on applying, keeps the
+    events and tries again on a fresh channel until the broker takes them all, and then
+    stops."""
+    system = time_travelling_system
+    await system.start("bookkeeping")
+    async with (
+        subscribed(system.settings.amqp_url) as heard,
+        await aio_pika.connect(system.settings.amqp_url) as connection,
+    ):
+        channel = await connection.channel()
+        exchange = await channel.get_exchange(EVENTS_EXCHANGE)
+        full = await channel.declare_queue(
+            "test.refusing", arguments={"x-max-length": 0, "x-overflow": "reject-publish"}
+        )
+        await full.bind(exchange, "#")
+        submission = f.submitted("2026-01", "2026-02-03T09:00")
+        await publish(system.settings.amqp_url, [f.details("2026-01-02T08:00"), submission])
+        key = f"{f.AGENCY}/{f.COMPANY}"
+
+        def copies() -> list[dict[str, Any]]:
+            return heard.matching("status.bookkeeping.new", period="2026-01")
+
+        await eventually(lambda: len(copies()) >= 2, what="the refused event tried again")
+        document = await system.document("bookkeeping", key)
+        assert document is not None and document["outbox"]  # kept until the broker takes it
+
+        await full.delete(if_unused=False, if_empty=False)
+
+        async def cleared() -> bool:
+            document = await system.document("bookkeeping", key)
+            return document is not None and document["outbox"] == []
+
+        await eventually(cleared, what="the outbox cleared once published")
+        seen = len(copies())
+        await asyncio.sleep(3)  # longer than the idle wait before a retry
+        assert len(copies()) == seen  # no more tries once taken
+        assert {c["id"] for c in copies()} == {copies()[0]["id"]}
+        assert copies()[0]["cause"]["id"] == submission.id
+
+
 async def test_tail_prints_one_json_line_per_outbound_event_of_its_filter(
     time_travelling_system: System, tmp_path: Path
 ) -> None:

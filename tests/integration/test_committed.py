@@ -1,18 +1,15 @@
 """The relay's batch publisher on the real broker: what a subscriber receives is what was sent,
-in order, with its properties, and every message is confirmed; a broken channel fails the
-confirmations rather than leaving them waiting."""
+in order, with its properties, once committed; a commit that the broker does not take in full
+raises, whether the exchange is missing or a queue refuses a message."""
 
 from __future__ import annotations
-
-import asyncio
 
 import aio_pika
 import aiormq
 import pytest
 from pamqp import frame, header
-from pamqp.commands import Basic
 
-from services.confirmed import Outgoing, content_header, outcomes, publish_all
+from services.committed import Outgoing, commit_all, content_header, open_transactional
 
 
 @pytest.mark.parametrize(
@@ -40,27 +37,27 @@ def test_a_short_string_longer_than_255_bytes_is_refused() -> None:
         content_header(1, Outgoing("e", "k", b"", "ö" * 128, "status.changed"))
 
 
-async def test_a_batch_arrives_whole_in_order_and_confirmed(amqp_url: str) -> None:
+async def test_a_batch_arrives_whole_in_order_once_committed(amqp_url: str) -> None:
     async with await aio_pika.connect(amqp_url) as connection:
-        channel = await connection.channel(publisher_confirms=True)
-        exchange = await channel.declare_exchange("test.confirmed", aio_pika.ExchangeType.TOPIC)
+        channel = await connection.channel()
+        exchange = await channel.declare_exchange("test.committed", aio_pika.ExchangeType.TOPIC)
         queue = await channel.declare_queue(exclusive=True)
         await queue.bind(exchange, routing_key="#")
-        raw = await channel.get_underlay_channel()
+        transactional = await open_transactional(await channel.get_underlay_channel())
         large = bytes(range(256)) * 1200  # 307,200 bytes: more than one frame
         sent = [
             Outgoing(
-                "test.confirmed",
+                "test.committed",
                 f"status.bookkeeping.{i % 3}",
                 f'{{"n":{i}}}'.encode(),
                 f"id-{i}",
                 "status.changed",
             )
             for i in range(300)
-        ] + [Outgoing("test.confirmed", "large", large, "id-large", "status.changed")]
-        futures = await publish_all(raw, sent)  # type: ignore[arg-type]
-        results = await asyncio.wait_for(outcomes(futures), 30)
-        assert all(isinstance(r, Basic.Ack) for r in results)
+        ] + [Outgoing("test.committed", "large", large, "id-large", "status.changed")]
+        await commit_all(transactional, sent, timeout=30)
+        taken = await channel.declare_queue(queue.name, passive=True)
+        assert taken.declaration_result.message_count == len(sent)
         received = []
         async with queue.iterator() as messages:
             async for incoming in messages:
@@ -76,13 +73,30 @@ async def test_a_batch_arrives_whole_in_order_and_confirmed(amqp_url: str) -> No
         }
 
 
-async def test_a_channel_that_closes_fails_the_waiting_confirmations(amqp_url: str) -> None:
+async def test_a_commit_to_a_missing_exchange_raises_and_the_channel_is_closed(
+    amqp_url: str,
+) -> None:
     async with await aio_pika.connect(amqp_url) as connection:
-        channel = await connection.channel(publisher_confirms=True)
-        raw = await channel.get_underlay_channel()
+        channel = await connection.channel()
+        transactional = await open_transactional(await channel.get_underlay_channel())
         missing = [Outgoing("test.no-such-exchange", "k", b"{}", f"id-{i}", "t") for i in range(5)]
-        futures = await publish_all(raw, missing)  # type: ignore[arg-type]
-        results = await asyncio.wait_for(outcomes(futures), 30)
-        assert all(isinstance(r, Exception) for r in results)
+        with pytest.raises(aiormq.exceptions.AMQPError):
+            await commit_all(transactional, missing, timeout=30)
         with pytest.raises(aiormq.exceptions.ChannelInvalidStateError):
-            await publish_all(raw, missing)  # type: ignore[arg-type]
+            await commit_all(transactional, missing, timeout=30)
+
+
+async def test_a_queue_that_refuses_a_message_fails_the_commit(amqp_url: str) -> None:
+    """A full queue that rejects publishes (as an operator's length limit may): the broker does
+    not answer the commit with commit-ok, so the relay keeps the messages for its next try."""
+    async with await aio_pika.connect(amqp_url) as connection:
+        channel = await connection.channel()
+        exchange = await channel.declare_exchange("test.committed", aio_pika.ExchangeType.TOPIC)
+        queue = await channel.declare_queue(
+            exclusive=True, arguments={"x-max-length": 2, "x-overflow": "reject-publish"}
+        )
+        await queue.bind(exchange, routing_key="#")
+        transactional = await open_transactional(await channel.get_underlay_channel())
+        sent = [Outgoing("test.committed", "k", b"{}", f"id-{i}", "t") for i in range(5)]
+        with pytest.raises(aiormq.exceptions.AMQPError, match="partial tx completion"):
+            await commit_all(transactional, sent, timeout=30)
