@@ -7,11 +7,12 @@ the broker then sends one ``basic.ack`` per message that no queue takes (no coal
 parsed in Python. Here a batch takes the channel's lock once and writes every frame in one
 buffer, with the content header encoded for the four properties the relay sets, and then one
 ``tx.commit`` answers for all of it: RabbitMQ sends ``tx.commit-ok`` only when every queue the
-messages went to has confirmed them, as it would each confirm. About 9 µs of CPU a message
-against 54 with confirms in batches and 213 through ``basic_publish`` (``deploy/bench.sh
---publish-alone``). It relies on aiormq 7's channel (``lock``, ``write_queue``,
-``max_content_size``, ``tx_commit``); ``tests/integration/test_committed.py`` checks the
-messages a subscriber receives and that the header is byte for byte what pamqp writes.
+messages went to has confirmed them, as it would each confirm. About 6 µs of CPU a message
+against 163 through ``basic_publish`` with confirms (``deploy/bench.sh --publish-alone``), and
+54 when this module wrote the same batches with confirms. It relies on aiormq 7's channel
+(``lock``, ``write_queue``, ``max_content_size``, ``tx_commit``);
+``tests/integration/test_committed.py`` checks the messages a subscriber receives and that the
+header is byte for byte what pamqp writes.
 """
 
 from __future__ import annotations
