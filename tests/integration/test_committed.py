@@ -100,3 +100,23 @@ async def test_a_queue_that_refuses_a_message_fails_the_commit(amqp_url: str) ->
         sent = [Outgoing("test.committed", "k", b"{}", f"id-{i}", "t") for i in range(5)]
         with pytest.raises(aiormq.exceptions.AMQPError, match="partial tx completion"):
             await commit_all(transactional, sent, timeout=30)
+
+
+async def test_a_quorum_queue_takes_a_committed_batch(amqp_url: str) -> None:
+    """Dashboards may bind quorum queues: RabbitMQ takes transactional publishes into them and
+    answers the commit once they have confirmed the messages."""
+    async with await aio_pika.connect(amqp_url) as connection:
+        channel = await connection.channel()
+        exchange = await channel.declare_exchange("test.committed", aio_pika.ExchangeType.TOPIC)
+        queue = await channel.declare_queue(
+            "test.committed.quorum", durable=True, arguments={"x-queue-type": "quorum"}
+        )
+        try:
+            await queue.bind(exchange, routing_key="#")
+            transactional = await open_transactional(await channel.get_underlay_channel())
+            sent = [Outgoing("test.committed", "k", b"{}", f"id-{i}", "t") for i in range(50)]
+            await commit_all(transactional, sent, timeout=30)
+            taken = await channel.declare_queue(queue.name, passive=True)
+            assert taken.declaration_result.message_count == len(sent)
+        finally:
+            await queue.delete(if_unused=False, if_empty=False)
