@@ -8,6 +8,7 @@ python -m contracts.schemas --check   # exit 1 and name the stale files
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import sys
 from pathlib import Path
@@ -24,10 +25,25 @@ DEFAULT_DIR = Path(__file__).resolve().parent.parent / "docs" / "events"
 def schema_of(message_type: type[Any]) -> dict[str, Any]:
     """The JSON Schema of one message type, with the versions we read or write."""
     name = str(message_type.__struct_config__.tag)
-    schema: dict[str, Any] = msgspec.json.schema(message_type)
+    schema: dict[str, Any] = _clean_descriptions(msgspec.json.schema(message_type))
     envelope = schema["$defs"][schema["$ref"].rsplit("/", 1)[1]]
     envelope["properties"]["version"] = {"enum": sorted(KNOWN_VERSIONS.get(name, {1}))}
     return {"$schema": "https://json-schema.org/draft/2020-12/schema", "title": name, **schema}
+
+
+def _clean_descriptions(value: Any) -> Any:
+    """Every ``description`` (a docstring) with its indentation removed, as msgspec 0.23 writes
+    it and 0.22 did not: the committed schemas then do not depend on which one is installed."""
+    if isinstance(value, dict):
+        return {
+            k: inspect.cleandoc(v)
+            if k == "description" and isinstance(v, str)
+            else _clean_descriptions(v)
+            for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [_clean_descriptions(v) for v in value]
+    return value
 
 
 def render() -> dict[str, str]:
