@@ -26,6 +26,7 @@ from aiormq.abc import ChannelFrame
 from pamqp import commands, frame
 
 CONTENT_TYPE: Final = b"application/json"
+_CONTENT_TYPE_SHORTSTR: Final = bytes([len(CONTENT_TYPE)]) + CONTENT_TYPE
 PERSISTENT: Final = 2
 # Basic properties present: content-type (bit 15), delivery-mode (12), message-id (7), type (5).
 _FLAGS: Final = (1 << 15) | (1 << 12) | (1 << 7) | (1 << 5)
@@ -51,7 +52,7 @@ def _shortstr(text: str) -> bytes:
 def content_header(channel: int, message: Outgoing) -> bytes:
     """The content header frame of ``message``: what pamqp writes for these properties."""
     properties = (
-        _shortstr("application/json")
+        _CONTENT_TYPE_SHORTSTR
         + bytes([PERSISTENT])
         + _shortstr(message.message_id)
         + _shortstr(message.message_type)
