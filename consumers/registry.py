@@ -57,3 +57,10 @@ def consumers(closing_url: str = closing.DEFAULT_CLOSING_URL) -> dict[str, Consu
 
 
 CONSUMERS: Final = consumers()
+
+# The state each collection holds, for readers that take its documents as plain values.
+STATE_TYPES: Final[dict[str, type[Any]]] = {
+    rulebook.collection: rulebook.state_type
+    for consumer in CONSUMERS.values()
+    for rulebook in consumer.rulebooks
+}

@@ -27,7 +27,7 @@ import aio_pika
 import pytest
 from pymongo import AsyncMongoClient
 
-from consumers.registry import CONSUMERS
+from consumers.registry import CONSUMERS, STATE_TYPES
 from contracts.envelope import Message
 from contracts.registry import encode
 from services.__main__ import ALL_NAMES, definition
@@ -43,13 +43,6 @@ from services.topology import (
     definitions,
     policies,
 )
-
-# The state each collection holds, for reading its documents as plain values.
-STATE_TYPES: dict[str, type[Any]] = {
-    rulebook.collection: rulebook.state_type
-    for consumer in CONSUMERS.values()
-    for rulebook in consumer.rulebooks
-}
 
 ROOT = Path(__file__).resolve().parents[1]
 SERVERS = ROOT / "deploy" / "servers.sh"

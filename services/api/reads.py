@@ -16,27 +16,15 @@ from typing import Any
 import msgspec
 from pymongo.asynchronous.database import AsyncDatabase
 
-from consumers.bookkeeping import BookkeepingTab
-from consumers.closing import ClosingTab
 from consumers.directory import CompanyEntry
-from consumers.payroll import PayrollTab
+from consumers.registry import STATE_TYPES
 from consumers.stockholm import days_left
-from consumers.tab import Tab
-from consumers.vat import VatTab
 from contracts.fields import format_instant
 from contracts.status import LABELS
 from services.api import schemas
 from services.pipeline import COMMAND_OUTCOMES
 from services.store.mongo import MongoStore
 from services.store.port import plain
-
-# The state each tab's documents hold: the store keeps part of it as JSON text.
-TAB_STATES: dict[str, type[Tab]] = {
-    "bookkeeping": BookkeepingTab,
-    "payroll": PayrollTab,
-    "vat": VatTab,
-    "closing": ClosingTab,
-}
 
 
 class BadCursor(ValueError):
@@ -225,7 +213,7 @@ class ReadModel:
         found = await self.db[domain].find_one(
             {"_id": _key(agency_id, company_id)}, {"header": 1, "periods": 1}
         )
-        doc = plain(found or {}, TAB_STATES[domain])
+        doc = plain(found or {}, STATE_TYPES[domain])
         header = doc.get("header") or {}
         rows = doc.get("periods") or []
         for row in rows:
@@ -279,7 +267,7 @@ class ReadModel:
         entries: list[dict[str, Any]] = []
         for name in [domain] if domain else schemas.DOMAINS:
             doc = await self.db[name].find_one({"_id": _key(agency_id, company_id)}, {"history": 1})
-            entries += plain(doc or {}, TAB_STATES[name]).get("history") or []
+            entries += plain(doc or {}, STATE_TYPES[name]).get("history") or []
 
         def order(e: dict[str, Any]) -> tuple[str, str, str, str]:
             return (format_instant(e["at"]), e["domain"], e["period"], e["to"])
