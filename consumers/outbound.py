@@ -31,16 +31,8 @@ def outbound(
     next_id: Callable[[], str],
 ) -> list[OutboundMessage]:
     """The messages ``message`` gives rise to, in the order the subscribers should see them."""
-    rows_before = {row.period: row for row in getattr(before, "periods", ())}
     found: list[OutboundMessage] = []
-    for row in getattr(after, "periods", ()):
-        old = rows_before[row.period].status if row.period in rows_before else None
-        if old is None:
-            # A period that has just begun shows for the first time: it changed if it no longer
-            # shows the status it started with (a submission made before its month began).
-            old = _initial(after, row.period)
-        if old is None or old == row.status:
-            continue
+    for row, old in _changed(before, after):
         at, cause = _why(after, row.period, row.status, message)
         found.append(
             StatusChanged(
@@ -57,10 +49,8 @@ def outbound(
             )
         )
     if isinstance(message, SetBookkeepingPeriodStatus) and message.data.status in SENT_BACK:
-        row = next(
-            (r for r in getattr(after, "periods", ()) if r.period == message.data.period), None
-        )
-        if row is not None and _sent_back_by(row, rows_before.get(row.period), message):
+        row = _row(after, message.data.period)
+        if row is not None and _sent_back_by(row, _row(before, row.period), message):
             found.append(
                 ClientActionRequired(
                     id=next_id(),
@@ -75,6 +65,40 @@ def outbound(
                 )
             )
     return found
+
+
+def _changed(before: Tab | None, after: Tab) -> list[tuple[Any, str]]:
+    """Each row of ``after`` whose status differs from ``before``'s, with the status before.
+
+    Called for every message applied, so the common case, the same periods in the same order,
+    is one pass over both lists."""
+    old_rows: Any = getattr(before, "periods", ())
+    new_rows: Any = getattr(after, "periods", ())
+    if len(old_rows) == len(new_rows):
+        changed = []
+        for old, new in zip(old_rows, new_rows, strict=True):
+            if old.period != new.period:
+                break
+            if old.status != new.status:
+                changed.append((new, old.status))
+        else:
+            return changed
+    rows_before = {row.period: row for row in old_rows}
+    changed = []
+    for row in new_rows:
+        if row.period in rows_before:
+            status = rows_before[row.period].status
+        else:
+            # A period that has just begun shows for the first time: it changed if it no longer
+            # shows the status it started with (a submission made before its month began).
+            status = _initial(after, row.period)
+        if status is not None and status != row.status:
+            changed.append((row, status))
+    return changed
+
+
+def _row(tab: Tab | None, period: str) -> Any:
+    return next((r for r in getattr(tab, "periods", ()) if r.period == period), None)
 
 
 def _initial(tab: Tab, period: str) -> str | None:

@@ -7,14 +7,19 @@ from typing import Any
 
 import msgspec
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from consumers import bookkeeping
 from consumers.bookkeeping import BookkeepingTab
+from consumers.outbound import _changed
 from contracts.envelope import Message
 from contracts.fields import instants_as_text
 from contracts.outbound import Cause, ClientActionRequired, StatusChanged, encode_outbound
 from services.pipeline import Pipeline
 from services.store.memory import MemoryStore
 from tests import factories as f
+from tests.unit.test_ordering_properties import bookkeeping_events
 from tests.unit.test_pipeline import CONSUMERS, SECRET, WALL, delivery
 
 KEY = f"{f.AGENCY}/{f.COMPANY}"
@@ -190,3 +195,47 @@ def test_the_fast_encoding_writes_every_instant_as_the_deep_one_does() -> None:
         deep = instants_as_text(msgspec.to_builtins(message, builtin_types=(dt.datetime,)))
         assert msgspec.json.decode(encode_outbound(message)) == deep
         assert b'"2026-03-02T09:00:00.040Z"' in encode_outbound(message)
+
+
+def _changed_period_by_period(before: Any, after: Any) -> list[tuple[str, str, str]]:
+    """Each period whose status differs, found by period: what ``_changed`` answers in one pass
+    when the periods line up."""
+    old = {row.period: row.status for row in getattr(before, "periods", ())}
+    found = []
+    for row in after.periods:
+        was = old.get(row.period) or next(
+            (e.from_ for e in after.history if e.period == row.period), None
+        )
+        if was is not None and was != row.status:
+            found.append((row.period, was, row.status))
+    return found
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.data())
+def test_the_changes_found_in_one_pass_are_those_found_period_by_period(
+    data: st.DataObject,
+) -> None:
+    events = data.draw(bookkeeping_events())
+    messages = data.draw(st.permutations(events))
+    tab = None
+    for message in messages:
+        if tab is None and message.type == "clock.tick":
+            continue
+        after = bookkeeping.RULEBOOK.apply(tab, message, message.occurred_at)
+        found = [(row.period, was, row.status) for row, was in _changed(tab, after)]
+        assert found == _changed_period_by_period(tab, after)
+        tab = after
+
+
+async def test_a_period_that_begins_already_submitted_says_new(pipeline: Pipeline) -> None:
+    await told(pipeline, f.details("2026-01-02T08:00"))
+    # Submitted on 20 February for March, which the tab shows only once March has begun.
+    assert await told(pipeline, f.submitted("2026-03", "2026-02-20T09:00"), period="2026-03") == []
+    tick = f.tick("2026-03-01T12:00")
+    await pipeline.handle([delivery(tick, "clock")])
+    while pipeline.sweeping:
+        await pipeline.sweep_step()
+    messages = [m for item in pipeline.outbox.take() for m in item.messages]
+    march = [(m.from_, m.to, m.cause.kind) for m in messages if m.period == "2026-03"]
+    assert march == [("waiting", "new", "event")]
