@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
-from typing import Final, Literal
+from typing import Any, Final, Literal
 
 import msgspec
+import msgspec.inspect
 
 from contracts.fields import Identifier, Instant, format_instant, normalize_instant
 
@@ -92,10 +93,34 @@ def encode_outbound(message: Outbound) -> bytes:
     is (it encodes by the values' own types): the relay encodes one message per status change, and
     converting the whole message to built-in types first cost several times the encoding."""
     wire = copy.copy(message)  # a copy, unlike replace, does not run __post_init__ again
-    for name in message.__struct_fields__:
-        if isinstance(value := getattr(message, name), dt.datetime):
+    for name in _instant_fields(type(message)):
+        if (value := getattr(message, name)) is not None:
             setattr(wire, name, format_instant(value))
     return _encoder.encode(wire)
 
 
 _encoder: Final = msgspec.json.Encoder()
+_instants: dict[type[Outbound], tuple[str, ...]] = {}
+
+
+def _instant_fields(kind: type[Outbound]) -> tuple[str, ...]:
+    """The fields of ``kind`` that hold an instant, from its type: looked up once per type."""
+    names = _instants.get(kind)
+    if names is None:
+        info: Any = msgspec.inspect.type_info(kind)
+        names = tuple(
+            f.name
+            for f in info.fields
+            if any(isinstance(t, msgspec.inspect.DateTimeType) for t in _alternatives(f.type))
+        )
+        _instants[kind] = names
+    return names
+
+
+def _alternatives(kind: msgspec.inspect.Type) -> tuple[msgspec.inspect.Type, ...]:
+    """The types a field may hold, past annotations and unions (``Instant | None``)."""
+    if isinstance(kind, msgspec.inspect.Metadata):
+        return _alternatives(kind.type)
+    if isinstance(kind, msgspec.inspect.UnionType):
+        return tuple(t for member in kind.types for t in _alternatives(member))
+    return (kind,)
