@@ -49,37 +49,56 @@ def _shortstr(text: str) -> bytes:
     return bytes([len(encoded)]) + encoded
 
 
+# The properties every message shares come first; the type is one of a few, so each is encoded once.
+_FIXED_PROPERTIES: Final = _CONTENT_TYPE_SHORTSTR + bytes([PERSISTENT])
+_types: dict[str, bytes] = {}
+# A frame's header (type, channel, payload size), and a content header's fixed fields (class,
+# weight, body size, property flags) in the same pack.
+_FRAME: Final = struct.Struct(">BHI")
+_HEADER: Final = struct.Struct(">BHIHHQH")
+_HEADER_FIELDS_SIZE: Final = 14
+
+
 def content_header(channel: int, message: Outgoing) -> bytes:
     """The content header frame of ``message``: what pamqp writes for these properties."""
-    properties = (
-        _CONTENT_TYPE_SHORTSTR
-        + bytes([PERSISTENT])
-        + _shortstr(message.message_id)
-        + _shortstr(message.message_type)
-    )
-    payload = struct.pack(">HHQH", _BASIC_CLASS, 0, len(message.body), _FLAGS) + properties
-    return struct.pack(">BHI", 2, channel, len(payload)) + payload + _FRAME_END
+    message_type = _types.get(message.message_type)
+    if message_type is None:
+        message_type = _types.setdefault(message.message_type, _shortstr(message.message_type))
+    properties = _FIXED_PROPERTIES + _shortstr(message.message_id) + message_type
+    size = _HEADER_FIELDS_SIZE + len(properties)
+    fixed = _HEADER.pack(2, channel, size, _BASIC_CLASS, 0, len(message.body), _FLAGS)
+    return fixed + properties + _FRAME_END
 
 
 def _bodies(channel: int, body: bytes, largest: int) -> list[bytes]:
     return [
-        struct.pack(">BHI", 3, channel, len(part)) + part + _FRAME_END
+        _FRAME.pack(3, channel, len(part)) + part + _FRAME_END
         for part in (body[i : i + largest] for i in range(0, len(body), largest))
     ]
 
 
 def _frames(channel: aiormq.Channel, messages: Sequence[Outgoing]) -> bytes:
     number = channel.number
+    largest = channel.max_content_size
     methods: dict[tuple[str, str], bytes] = {}
     parts: list[bytes] = []
     for message in messages:
         route = (message.exchange, message.routing_key)
-        if route not in methods:
-            method = commands.Basic.Publish(exchange=route[0], routing_key=route[1])
-            methods[route] = frame.marshal(method, number)
-        parts.append(methods[route])
+        method = methods.get(route)
+        if method is None:
+            method = frame.marshal(
+                commands.Basic.Publish(exchange=route[0], routing_key=route[1]), number
+            )
+            methods[route] = method
+        body = message.body
+        parts.append(method)
         parts.append(content_header(number, message))
-        parts.extend(_bodies(number, message.body, channel.max_content_size))
+        if 0 < len(body) <= largest:  # an outbound event is one body frame
+            parts.append(_FRAME.pack(3, number, len(body)))
+            parts.append(body)
+            parts.append(_FRAME_END)
+        else:
+            parts.extend(_bodies(number, body, largest))
     return b"".join(parts)
 
 
