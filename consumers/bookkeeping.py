@@ -18,7 +18,7 @@ import msgspec
 from consumers.company_facts import tracked_months
 from consumers.deadlines import bookkeeping_submission_deadline
 from consumers.rulebook import Cause, HistoryEntry, Rulebook, company_key, later
-from consumers.stockholm import days_left, days_until, end_of_day, next_month_start, today
+from consumers.stockholm import end_of_day, next_month_start
 from consumers.tab import (
     TAB_INDEXES,
     TAB_MESSAGES,
@@ -62,7 +62,6 @@ class Row(msgspec.Struct, kw_only=True):
     period: str
     status: str
     deadline: dt.date
-    days_left: int
     updated_by_company_at: dt.datetime | None
     status_set_by: str | None
     status_set_at: dt.datetime | None
@@ -143,11 +142,9 @@ def evaluate(
     rows: list[Row] = []
     history: list[HistoryEntry] = []
     kept = _unchanged_periods(tab, now, previous)
-    day = today(now)
     for period in tracked_months(tab.company, now):
         if period in kept:
             row, entries = kept[period]
-            row = msgspec.structs.replace(row, days_left=days_until(row.deadline, day))
         else:
             row, entries = _period(period, tab.facts.get(period, []), submission_day, now)
         rows.append(row)
@@ -234,7 +231,6 @@ def _period(
         period=period,
         status=shown,
         deadline=deadline,
-        days_left=days_left(deadline, now),
         updated_by_company_at=by_company_at,
         status_set_by=set_by,
         status_set_at=set_at,

@@ -77,6 +77,8 @@ def _changed(before: Tab | None, after: Tab) -> list[tuple[Any, str]]:
     if len(old_rows) == len(new_rows):
         changed = []
         for old, new in zip(old_rows, new_rows, strict=True):
+            if old is new:  # a period the message did not touch keeps its row
+                continue
             if old.period != new.period:
                 break
             if old.status != new.status:

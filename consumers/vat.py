@@ -21,7 +21,7 @@ from consumers.company_facts import CompanyFacts, last_tracked_day, tracking_sta
 from consumers.deadlines import vat_return_due
 from consumers.fiscal_years import year_of, years_between
 from consumers.rulebook import Cause, HistoryEntry, Rulebook, company_key, later
-from consumers.stockholm import days_left, days_until, end_of_day, next_month_start, today
+from consumers.stockholm import end_of_day, next_month_start
 from consumers.tab import (
     TAB_INDEXES,
     TAB_MESSAGES,
@@ -74,7 +74,6 @@ class Row(msgspec.Struct, kw_only=True):
     steps_completed: int
     reported: bool
     deadline: dt.date
-    days_left: int
 
 
 class Header(msgspec.Struct, kw_only=True):
@@ -217,12 +216,10 @@ def evaluate(tab: VatTab, now: dt.datetime, previous: VatTab | None = None) -> V
     rows: list[Row] = []
     history: list[HistoryEntry] = []
     kept = _unchanged_periods(tab, now, previous)
-    day = today(now)
     for start, end in shown_periods(tab, now):
         assert details is not None
         if (start, end) in kept:
             row, entries = kept[(start, end)]
-            row = msgspec.structs.replace(row, days_left=days_until(row.deadline, day))
         else:
             facts = tab.facts.get(_key(start, end))
             row, entries = _period(
@@ -333,7 +330,6 @@ def _period(
         steps_completed=sum(steps.values()),
         reported=reported,
         deadline=due,
-        days_left=days_left(due, now),
     )
     return row, history
 

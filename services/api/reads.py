@@ -11,20 +11,34 @@ import binascii
 import datetime as dt
 import json
 import re
-from typing import Any
+from typing import Any, Final
 
 import msgspec
 from pymongo.asynchronous.database import AsyncDatabase
 
 from consumers.directory import CompanyEntry
 from consumers.registry import STATE_TYPES
-from consumers.stockholm import days_left
+from consumers.stockholm import days_until, today
 from contracts.fields import format_instant
 from contracts.status import LABELS
 from services.api import schemas
 from services.pipeline import COMMAND_OUTCOMES
 from services.store.mongo import MongoStore
 from services.store.port import plain
+
+# The tabs whose rows show the days left to their deadline. A stored row keeps only the
+# deadline: the days left change every day, and a row that changes every day would be written
+# every day.
+DAYS_LEFT_SHOWN: Final = frozenset(
+    domain
+    for domain, row in (
+        ("bookkeeping", schemas.BookkeepingRow),
+        ("payroll", schemas.PayrollRow),
+        ("vat", schemas.VatRow),
+        ("closing", schemas.ClosingRow),
+    )
+    if "days_left" in row.__struct_fields__
+)
 
 
 class BadCursor(ValueError):
@@ -216,10 +230,12 @@ class ReadModel:
         doc = plain(found or {}, STATE_TYPES[domain])
         header = doc.get("header") or {}
         rows = doc.get("periods") or []
+        counts_days = domain in DAYS_LEFT_SHOWN
+        day = today(now)
         for row in rows:
             row["status_label"] = label(row["status"])
-            if "days_left" in row:  # the stored value is as of the last evaluation
-                row["days_left"] = days_left(dt.date.fromisoformat(row["deadline"]), now)
+            if counts_days:
+                row["days_left"] = days_until(dt.date.fromisoformat(row["deadline"]), day)
         match domain:
             case "bookkeeping":
                 return _convert(

@@ -8,6 +8,7 @@ import datetime as dt
 import re
 from typing import Any
 
+from consumers.stockholm import today
 from tests import factories as f
 from tests.e2e.world import build_world, client
 from tests.harness import RunningSystem, Servers, eventually, publish
@@ -15,6 +16,10 @@ from tests.harness import RunningSystem, Servers, eventually, publish
 PROBLEM = "application/problem+json"
 INSTANT = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z")
 LOOKS_LIKE_AN_INSTANT = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T")
+
+
+def days_to(deadline: str) -> int:
+    return (dt.date.fromisoformat(deadline) - today(dt.datetime.now(dt.UTC))).days
 
 
 def instants_in(value: Any) -> list[str]:
@@ -70,6 +75,9 @@ async def test_a_consultant_works_through_the_back_office(running_system: Runnin
         assert (back.json()["status"], back.json()["deadline"]) == ("waiting", far)
         tab = (await api.get("/v1/companies/c-2002/bookkeeping")).json()
         assert tab["header"]["client_todo_count"] >= 1
+        # The days left are worked out when a row is read, in Stockholm days (SPEC §5.1).
+        january = next(p for p in tab["periods"] if p["period"] == "2026-01")
+        assert january["days_left"] == days_to(far)
 
         # Payroll, VAT and closing read the same way.
         payroll = (await api.get("/v1/companies/c-2002/payroll")).json()
@@ -77,6 +85,7 @@ async def test_a_consultant_works_through_the_back_office(running_system: Runnin
         vat = (await api.get("/v1/companies/c-2002/vat")).json()
         q1 = next(p for p in vat["periods"] if p["period"] == "2026-Q1")
         assert q1["steps_completed"] == 1
+        assert q1["days_left"] == days_to(q1["deadline"])
         closing = (await api.get("/v1/companies/c-2002/closing")).json()
         assert closing["periods"][0]["deadlines"]["income_tax_return"] == "2026-08-03"
 

@@ -9,6 +9,7 @@ import pytest
 
 from consumers.bookkeeping import BookkeepingTab, Row, apply
 from consumers.rulebook import Rejected
+from consumers.stockholm import days_left
 from contracts.envelope import Message
 from tests.factories import (
     at,
@@ -43,15 +44,26 @@ def test_unsubmitted_period_waits_until_its_deadline_day_ends_in_stockholm() -> 
     before = replay([details()], "2026-04-07T21:59:59")
     assert row(before, "2026-03").status == "waiting"
     assert row(before, "2026-03").deadline == dt.date(2026, 4, 7)
-    assert row(before, "2026-03").days_left == 0
+    assert days_left(row(before, "2026-03").deadline, at("2026-04-07T21:59:59")) == 0
     after = replay([details()], "2026-04-07T22:00")
     assert row(after, "2026-03").status == "late"
-    assert row(after, "2026-03").days_left == -1
+    assert days_left(row(after, "2026-03").deadline, at("2026-04-07T22:00")) == -1
 
 
 def test_days_left_counts_stockholm_days() -> None:
+    # The API works the days left out when it reads a row (a stored row keeps the deadline).
     tab = replay([details()], "2026-04-01T23:30")  # already 2 April in Stockholm
-    assert row(tab, "2026-03").days_left == 5
+    assert days_left(row(tab, "2026-03").deadline, at("2026-04-01T23:30")) == 5
+
+
+def test_a_row_is_the_same_object_while_its_period_does_not_change() -> None:
+    """What keeps a message's cost from growing with the company's age: an untouched period's
+    row is kept as it was, not made again (nor worked out again) for every message."""
+    before = replay([details()], "2026-04-01T12:00")
+    after = apply(before, submitted("2026-03", "2026-04-02T09:00"), at("2026-04-02T09:00"))
+    kept = {r.period for r in before.periods} - {"2026-03"}
+    assert kept and all(row(after, p) is row(before, p) for p in kept)
+    assert row(after, "2026-03").status == "new"
 
 
 def test_submission_day_of_the_company_moves_the_deadline() -> None:
