@@ -448,9 +448,9 @@ def _unsettled(settings: Settings, queues: list[str]) -> int:
 async def outbound_cost(companies: int, months: int, rounds: int) -> list[tuple[str, float, float]]:
     """(order, ours msg/s, ours without outbound events msg/s), ``rounds`` pairs per order: the
     machine is noisy, so the ratio is read from several pairs. A first run of each order is not
-    counted (the first run after a change of order measured up to a third slower, whichever
-    consumer it was), and the pairs alternate which goes first (ours, without, without, ours…),
-    so that a drift of the machine does not favour either."""
+    counted (the first run after a change of order can be much slower: docs/benchmarks.md),
+    and the pairs alternate which goes first (ours, without, without, ours…), so that a drift
+    of the machine favours neither."""
     start = BACKLOG_START
     found = []
     for order in ORDERS:
