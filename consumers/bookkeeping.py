@@ -26,6 +26,7 @@ from consumers.tab import (
     check_tracked,
     follow_company,
     history_by_period,
+    listed,
     opened,
     summarized,
 )
@@ -256,4 +257,5 @@ RULEBOOK: Rulebook[BookkeepingTab] = Rulebook(
     apply=apply,
     follows_clock=True,
     indexes=TAB_INDEXES,
+    listed=listed,
 )

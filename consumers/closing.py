@@ -31,7 +31,15 @@ from consumers.fiscal_years import (
 )
 from consumers.rulebook import Cause, HistoryEntry, Rulebook, Stamp, company_key, later
 from consumers.stockholm import end_of_day, today
-from consumers.tab import TAB_INDEXES, TAB_MESSAGES, Tab, follow_company, opened, summarized
+from consumers.tab import (
+    TAB_INDEXES,
+    TAB_MESSAGES,
+    Tab,
+    follow_company,
+    listed,
+    opened,
+    summarized,
+)
 from contracts.clock import ClockTick
 from contracts.closing import ClosingK10HelpChanged, ClosingProgressChanged
 from contracts.commands import SetEngagement
@@ -255,6 +263,7 @@ def rulebook(closing_url: str = DEFAULT_CLOSING_URL) -> Rulebook[ClosingTab]:
         apply=make_apply(closing_url),
         follows_clock=True,
         indexes=TAB_INDEXES,
+        listed=listed,
     )
 
 

@@ -27,8 +27,8 @@ class CompanyUser(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class CompanyEntry(msgspec.Struct, kw_only=True):
-    # What the store keeps as JSON text (services/store/port.py): the overview filters and
-    # sorts on the plain fields below, and reads every company of the agency to do so.
+    # What the store keeps as JSON text (services/store/port.py). The overview reads the plain
+    # fields below from the listing (`listed`).
     STORED_AS_TEXT: ClassVar[frozenset[str]] = frozenset({"facts", "users"})
 
     agency_id: str
@@ -36,13 +36,26 @@ class CompanyEntry(msgspec.Struct, kw_only=True):
     facts: CompanyFacts = msgspec.field(default_factory=CompanyFacts)
     users: list[CompanyUser] = msgspec.field(default_factory=list)
     now: dt.datetime | None = None
-    # Worked out from the facts, top level so the overview can filter and sort on them.
+    # Worked out from the facts: what the overview shows and filters on.
     connected: bool = True
     name: str | None = None
     org_number: str | None = None
     org_number_digits: str | None = None
     engagement_start: str | None = None
     responsible_user_id: str | None = None
+    # The version of the write at which `listed` last changed, set by the runtime.
+    listed_version: int = 0
+
+
+def listed(entry: CompanyEntry) -> list[Any]:
+    """What the overview shows of a company and filters on (consumers/listing.py)."""
+    return [
+        entry.name,
+        entry.org_number,
+        entry.org_number_digits,
+        entry.responsible_user_id,
+        entry.connected,
+    ]
 
 
 def apply_company(
@@ -161,11 +174,8 @@ COMPANIES: Rulebook[CompanyEntry] = Rulebook(
     apply=apply_company,
     requires=company_command_refs,
     validate=validate_company_command,
-    indexes=(
-        (("agency_id", 1), ("connected", 1), ("name", 1), ("company_id", 1)),  # the overview
-        (("agency_id", 1), ("responsible_user_id", 1)),
-        (("agency_id", 1), ("org_number_digits", 1)),
-    ),
+    # The overview reads the listing (consumers/listing.py), not this collection: no index.
+    listed=listed,
 )
 
 AGENCY_USERS: Rulebook[AgencyUserEntry] = Rulebook(

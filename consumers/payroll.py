@@ -23,6 +23,7 @@ from consumers.tab import (
     Tab,
     check_tracked,
     follow_company,
+    listed,
     opened,
     summarized,
 )
@@ -193,4 +194,5 @@ RULEBOOK: Rulebook[PayrollTab] = Rulebook(
     apply=apply,
     follows_clock=True,
     indexes=TAB_INDEXES,
+    listed=listed,
 )

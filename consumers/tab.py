@@ -53,6 +53,13 @@ class Tab(msgspec.Struct, kw_only=True):
     # What this tab's changes told the outside world and the relay has not yet seen confirmed
     # (services/outbox.py): written with the state, so a crash cannot lose it.
     outbox: list[OutboundMessage] = msgspec.field(default_factory=list)
+    # The version of the write at which `listed` last changed, set by the runtime.
+    listed_version: int = 0
+
+
+def listed(tab: Tab) -> list[Any]:
+    """What the overview shows of a tab (consumers/listing.py)."""
+    return [tab.latest_period, tab.latest_status, tab.counts]
 
 
 class _Row(Protocol):

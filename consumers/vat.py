@@ -28,6 +28,7 @@ from consumers.tab import (
     Tab,
     follow_company,
     history_by_period,
+    listed,
     opened,
     summarized,
 )
@@ -343,4 +344,5 @@ RULEBOOK: Rulebook[VatTab] = Rulebook(
     apply=apply,
     follows_clock=True,
     indexes=TAB_INDEXES,
+    listed=listed,
 )

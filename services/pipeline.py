@@ -27,6 +27,8 @@ from contracts.clock import ClockTick
 from contracts.envelope import Message
 from contracts.fields import format_instant, normalize_instant
 from contracts.registry import COMMANDS, INBOUND_EVENTS, INTERNAL, InvalidMessage, decode, type_name
+from services.listings import LISTED_VERSION, ListingWriter
+from services.listings import build as build_listings
 from services.outbox import OutboxLedger, Unpublished
 from services.signing import is_signed
 from services.store import Store, Stored, Write, is_unavailable
@@ -158,13 +160,20 @@ class Pipeline:
             marks="" if partition is None else f"@p{partition}",
         )
         self.outbox = OutboxLedger()
+        self.listings = ListingWriter(store, conflict_retries=conflict_retries)
 
-    async def prepare(self) -> None:
+    async def prepare(self) -> dict[str, int]:
+        """Indexes, and the listings of aggregates stored before their owner kept one: how
+        many of each kind it listed."""
         for rulebook in self.definition.rulebooks:
             indexes = rulebook.indexes
             if self.partition is not None and rulebook.follows_clock:
                 indexes = (*indexes, ((PARTITION_FIELD, 1), ("due_at", 1)))
             await self.store.ensure_indexes(rulebook.collection, indexes)
+        built = await build_listings(
+            self.store, self.definition.rulebooks, normalize_instant(self.wall_clock())
+        )
+        return built
 
     async def handle(self, deliveries: Sequence[Delivery]) -> list[Outcome]:
         outcomes: list[Outcome | None] = [None] * len(deliveries)
@@ -280,21 +289,33 @@ class Pipeline:
         for collection, by_key in work.items():
             rulebook = self._rulebook(collection)
             pending = dict(by_key)
+            touched: dict[str, Stored] = {}
+            # Decided only once the listing is written too: a message whose listing a failure
+            # lost comes again (services/listings.py).
+            decided: list[Outcome | None] = [None] * len(outcomes)
             for _ in range(self.conflict_retries):
                 if not pending:
                     break
-                pending = await self._apply_once(rulebook, pending, outcomes)
+                pending = await self._apply_once(rulebook, pending, decided, touched)
             if pending:
                 raise ConflictsPersist(
                     f"{len(pending)} aggregates of {collection} kept changing under us"
                 )
+            if rulebook.listed is not None:
+                await self.listings.put(collection, rulebook.listed, touched.values())
+            for index, outcome in enumerate(decided):
+                if outcome is not None:
+                    outcomes[index] = outcome
 
     async def _apply_once(
         self,
         rulebook: Rulebook[Any],
         by_key: dict[str, list[_Item]],
         outcomes: list[Outcome | None],
+        touched: dict[str, Stored],
     ) -> dict[str, list[_Item]]:
+        """Applies and writes; ``touched`` gets each aggregate as it now stands, written or not
+        (its listing may still lack a write whose listing a crash lost)."""
         stored = await self._load(rulebook, list(by_key))
         references = await self._references(rulebook, [i for v in by_key.values() for i in v])
         recorded = normalize_instant(self.wall_clock())
@@ -326,7 +347,13 @@ class Pipeline:
                 if item.index is not None:
                     decided[item.index] = outcome
             if state is not None and state != before:
+                if rulebook.listed is not None and (
+                    before is None or rulebook.listed(state) != rulebook.listed(before)
+                ):
+                    state = msgspec.structs.replace(state, **{LISTED_VERSION: version})
                 writes.append(Write(key, current.version if current else 0, state))
+            elif current is not None:
+                touched[key] = current
         conflicts = await self.store.save(rulebook.collection, writes)
         await self.sweeper.written(
             rulebook.collection, [w.state for w in writes if w.key not in conflicts]
@@ -336,6 +363,7 @@ class Pipeline:
                 version = write.expected_version + 1
                 self._remember(rulebook.collection, write.key, Stored(version, write.state))
                 self._hold_outbox(rulebook.collection, write.key, version, write.state)
+                touched[write.key] = Stored(version, write.state)
         for key in conflicts:
             self._cache.pop((rulebook.collection, key), None)
         for key, items in by_key.items():
@@ -443,6 +471,7 @@ class Pipeline:
         self._cache.clear()
         self.sweeper.forget()
         self.outbox.forget()
+        self.listings.forget()
 
     @property
     def sweeping(self) -> bool:

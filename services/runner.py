@@ -301,12 +301,14 @@ class ConsumerRunner:
         if self._prepared:
             return
         try:
-            await self.pipeline.prepare()
+            listed = await self.pipeline.prepare()
+            if listed:
+                self.log.info("listed the aggregates stored before the listings", listed=listed)
             if self.expiry is not None:
                 await self.expiry.prepare()
             self._prepared = True
-        except Exception as error:  # indexes speed reads up; consuming must not wait for them
-            self.log.warning("could not ensure indexes yet", error=str(error))
+        except Exception as error:  # indexes and listings help readers; consuming goes first
+            self.log.warning("could not prepare the store yet", error=str(error))
 
     async def _next_batch(
         self,

@@ -160,6 +160,18 @@ class StoreContract:
         (mark,) = await store.fetch("marks", ["m"])
         assert mark["next"] == T0 - hour
 
+    async def test_each_reads_every_aggregate_whoever_wrote_it_a_page_at_a_time(
+        self, store: Store
+    ) -> None:
+        await store.save("things", [Write(f"k{n}", 0, thing(f"n{n}")) for n in range(7)])
+        await store.scoped(partition=1).save("things", [Write("kp", 0, thing("p"))])
+        await store.save("things", [Write("k0", 1, thing("n0 again"))])
+        pages = [page async for page in store.scoped(partition=2).each("things", Thing, page=3)]
+        assert [len(p) for p in pages] == [3, 3, 2]
+        found = {s.state.name: s.version for p in pages for s in p}
+        assert found == {"n0 again": 2, **{f"n{n}": 1 for n in range(1, 7)}, "p": 1}
+        assert [p async for p in store.each("nothing", Thing)] == []
+
     async def test_indexes_can_be_ensured_twice(self, store: Store) -> None:
         index = (("name", 1), ("day", 1))
         await store.ensure_indexes("things", [index])

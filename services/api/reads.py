@@ -10,7 +10,6 @@ import base64
 import binascii
 import datetime as dt
 import json
-import re
 from typing import Any, Final
 
 import msgspec
@@ -22,6 +21,7 @@ from consumers.stockholm import days_until, today
 from contracts.fields import format_instant
 from contracts.status import LABELS
 from services.api import schemas
+from services.api.overview import Filters, Listing, sort_key
 from services.pipeline import COMMAND_OUTCOMES
 from services.store.mongo import MongoStore
 from services.store.port import plain
@@ -81,6 +81,7 @@ class ReadModel:
         # Many documents by _id the way the server serves them best ($in on MongoDB, lookups
         # one by one on FerretDB, where $in reads the whole collection).
         self.store = MongoStore(database)
+        self.listing = Listing(self.store)
 
     # ----------------------------------------------------------- companies
     async def company_entry(self, agency_id: str, company_id: str) -> dict[str, Any] | None:
@@ -135,92 +136,16 @@ class ReadModel:
         limit: int,
         cursor: str | None,
     ) -> schemas.Overview:
-        """Connected companies by name, then id: a stable order for cursor paging."""
-        # Equalities stand at the top of the filter, where FerretDB pushes them down to its
-        # storage; the rest (regex, the cursor's range) goes under $and.
-        query: dict[str, Any] = {"agency_id": agency_id, "connected": True}
-        conditions: list[dict[str, Any]] = []
-        if responsible is not None:
-            query["responsible_user_id"] = responsible
-        if q:
-            text = {"name": {"$regex": re.escape(q), "$options": "i"}}
-            digits = re.sub(r"\D", "", q)
-            alternatives: list[dict[str, Any]] = [text]
-            if digits:
-                alternatives.append({"org_number_digits": {"$regex": "^" + re.escape(digits)}})
-            conditions.append({"$or": alternatives})
-        members: set[str] | None = None  # of the status filter, where we check it ourselves
-        if domain is not None and status is not None:
-            matching = self.db[domain].find(
-                {"agency_id": agency_id, f"counts.{status}": {"$gt": 0}}, {"company_id": 1}
-            )
-            ids = [d["company_id"] async for d in matching]
-            if await self.store.is_ferretdb():
-                # FerretDB checks `$in` in its own memory, against each company in turn: with
-                # thousands of ids that took seconds. It reads every company of the agency for
-                # the sort anyway, so the page is taken from that sorted stream here.
-                members = set(ids)
-            else:
-                conditions.append({"company_id": {"$in": ids}})
+        """Connected companies by name, then id: a stable order for cursor paging. Read from the
+        owners' listing shards (services/api/overview.py), never from every aggregate."""
+        after = None
         if cursor is not None:
             name, company_id = decode_cursor(cursor, 2, nullable=True)
-            conditions.append(
-                {
-                    "$or": [
-                        {"name": {"$gt": name}},
-                        {"name": name, "company_id": {"$gt": company_id}},
-                    ]
-                }
-            )
-        if conditions:
-            query["$and"] = conditions
-        companies = (
-            self.db["companies"]
-            .find(query, {"company_id": 1, "name": 1, "org_number": 1, "responsible_user_id": 1})
-            .sort([("name", 1), ("company_id", 1)])
-        )
-        if members is None:
-            found = await companies.limit(limit + 1).to_list()
-        else:
-            found = []
-            async with companies:
-                async for company in companies:
-                    if company["company_id"] in members:
-                        found.append(company)
-                        if len(found) > limit:
-                            break
-        page = found[:limit]
-        summaries = await self._summaries(agency_id, [d["company_id"] for d in page])
-        items = [
-            schemas.OverviewItem(
-                company_id=d["company_id"],
-                name=d.get("name"),
-                org_number=d.get("org_number"),
-                responsible_user_id=d.get("responsible_user_id"),
-                domains=summaries.get(d["company_id"], {}),
-            )
-            for d in page
-        ]
-        next_cursor = (
-            encode_cursor([page[-1].get("name"), page[-1]["company_id"]])
-            if len(found) > limit
-            else None
-        )
+            after = sort_key(name, company_id)
+        filters = Filters(responsible=responsible, domain=domain, status=status, q=q or None)
+        items, more = await self.listing.page(agency_id, filters, limit, after)
+        next_cursor = None if more is None else encode_cursor([items[-1].name, more[2]])
         return schemas.Overview(items=items, next_cursor=next_cursor)
-
-    async def _summaries(
-        self, agency_id: str, company_ids: list[str]
-    ) -> dict[str, dict[str, schemas.DomainSummary]]:
-        found: dict[str, dict[str, schemas.DomainSummary]] = {c: {} for c in company_ids}
-        keys = [_key(agency_id, c) for c in company_ids]
-        for domain in schemas.DOMAINS:
-            for doc in await self.store.fetch(domain, keys):
-                found[doc["company_id"]][domain] = schemas.DomainSummary(
-                    latest_period=doc.get("latest_period"),
-                    latest_status=doc.get("latest_status"),
-                    counts=doc.get("counts") or {},
-                )
-        return found
 
     # ----------------------------------------------------------- tabs
     async def tab(self, domain: str, agency_id: str, company_id: str, now: dt.datetime) -> Any:

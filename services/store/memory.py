@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from typing import Any
 
 from services.store.port import (
@@ -89,6 +89,15 @@ class MemoryStore:
             and self._in_scope(document)
         )
         return [pair for pair in found if after is None or pair > after][:limit]
+
+    async def each(
+        self, collection: str, state_type: type[Any], page: int = 500
+    ) -> AsyncIterator[list[Stored]]:
+        self._maybe_fail()
+        documents = list(self.collections.get(collection, {}).values())
+        for start in range(0, len(documents), page):
+            chunk = documents[start : start + page]
+            yield [from_document(copy.deepcopy(d), state_type) for d in chunk]
 
     async def ensure_indexes(self, collection: str, indexes: Sequence[Index]) -> None:
         self.collections.setdefault(collection, {})

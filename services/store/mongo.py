@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from pymongo import AsyncMongoClient, InsertOne, ReplaceOne
@@ -258,6 +258,21 @@ class MongoStore:
             found += [p for p in pairs if p[0] <= now and (after is None or p > after)]
             day += dt.timedelta(days=1)
         return found
+
+    async def each(
+        self, collection: str, state_type: type[Any], page: int = 500
+    ) -> AsyncIterator[list[Stored]]:
+        # One cursor over the collection: on FerretDB a query that pages by `_id` would read
+        # the whole collection for every page.
+        found: list[Stored] = []
+        async with self.database[collection].find({}, batch_size=page) as cursor:
+            async for document in cursor:
+                found.append(from_document(document, state_type))
+                if len(found) == page:
+                    yield found
+                    found = []
+        if found:
+            yield found
 
     async def ensure_indexes(self, collection: str, indexes: Sequence[Index]) -> None:
         target = self.database[collection]

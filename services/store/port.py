@@ -8,7 +8,7 @@ other reloads and applies again.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -59,6 +59,13 @@ class Store(Protocol):
         ...
 
     async def ensure_indexes(self, collection: str, indexes: Sequence[Index]) -> None: ...
+
+    def each(
+        self, collection: str, state_type: type[Any], page: int = 500
+    ) -> AsyncIterator[list[Stored]]:
+        """Every aggregate of ``collection``, whoever wrote it, ``page`` at a time, in one pass
+        (a read of the whole collection: for work done once, never on a message's path)."""
+        ...
 
     async def record(self, collection: str, documents: Sequence[dict[str, Any]]) -> None:
         """Upserts plain documents by ``_id`` (for records that are not aggregates)."""

@@ -12,6 +12,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 
 from consumers.registry import CONSUMERS
@@ -225,7 +226,11 @@ async def test_two_processes_on_one_queue_reach_the_in_order_state(
             for company in companies:
                 key = f"{f.AGENCY}/{company}"
                 doc = await system.document(rulebook.collection, key)
-                if doc is None or from_document(doc, rulebook.state_type).state != expected[key]:
+                if doc is None:
+                    return False
+                state = from_document(doc, rulebook.state_type).state
+                # Which write last changed its listing depends on the batches, not the facts.
+                if msgspec.structs.replace(state, listed_version=0) != expected[key]:
                     return False
             return True
 

@@ -1,0 +1,173 @@
+"""The overview from the owners' listing shards (consumers/listing.py): the companies of an
+agency with what each tab shows of them, filtered, sorted by name and paged in memory.
+
+Every request reads the agency's shards, so it sees every batch its owners have written; what
+it does not redo is the work on shards that did not change since the request before: a shard's
+text decodes once, and the joined, sorted list is kept while none of its shards changes.
+"""
+
+from __future__ import annotations
+
+import bisect
+import re
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+import msgspec
+
+from consumers.listing import COLLECTION, Entry, shard_keys
+from services.api import schemas
+from services.store.mongo import MongoStore
+
+COMPANIES: Final = "companies"
+# What consumers/directory.py `listed` and consumers/tab.py `listed` put after the version.
+_NAME, _ORG, _DIGITS, _RESPONSIBLE, _CONNECTED = 1, 2, 3, 4, 5
+_LATEST_PERIOD, _LATEST_STATUS, _COUNTS = 1, 2, 3
+KINDS: Final = (COMPANIES, *schemas.DOMAINS)
+# Agencies whose joined list is kept (the shards' decoded entries go with it).
+AGENCIES_KEPT: Final = 64
+
+_entries = msgspec.json.Decoder(dict[str, list[Any]])
+
+SortKey = tuple[bool, str, str]
+
+
+def sort_key(name: str | None, company_id: str) -> SortKey:
+    """By name, companies without one first, then by id: a total order for cursor paging."""
+    return (name is not None, name or "", company_id)
+
+
+@dataclass(frozen=True)
+class _Row:
+    key: SortKey
+    company: Entry
+    tabs: dict[str, Entry]
+
+
+@dataclass
+class _Agency:
+    texts: dict[str, str]  # shard key -> the JSON text it was decoded from
+    decoded: dict[str, dict[str, Entry]]
+    rows: list[_Row]
+    keys: list[SortKey]
+
+
+@dataclass(frozen=True)
+class Filters:
+    responsible: str | None = None
+    domain: str | None = None
+    status: str | None = None
+    q: str | None = None
+
+
+class Listing:
+    def __init__(self, store: MongoStore) -> None:
+        self.store = store
+        self._agencies: OrderedDict[str, _Agency] = OrderedDict()
+
+    async def page(
+        self, agency_id: str, filters: Filters, limit: int, after: SortKey | None
+    ) -> tuple[list[schemas.OverviewItem], SortKey | None]:
+        """Up to ``limit`` connected companies after ``after`` that pass ``filters``, and the
+        key to continue from when there are more."""
+        agency = await self._agency(agency_id)
+        start = 0 if after is None else bisect.bisect_right(agency.keys, after)
+        matches = _matcher(filters)
+        found: list[_Row] = []
+        for row in agency.rows[start:] if start else agency.rows:
+            if matches(row):
+                found.append(row)
+                if len(found) > limit:
+                    break
+        page = found[:limit]
+        items = [_item(row) for row in page]
+        return items, page[-1].key if len(found) > limit else None
+
+    async def _agency(self, agency_id: str) -> _Agency:
+        keys = [key for kind in KINDS for key in shard_keys(kind, agency_id)]
+        texts = {
+            d["_id"]: d.get("entries") or "{}" for d in await self.store.fetch(COLLECTION, keys)
+        }
+        kept = self._agencies.get(agency_id)
+        if kept is not None and kept.texts == texts:
+            self._agencies.move_to_end(agency_id)
+            return kept
+        decoded = {
+            key: (
+                kept.decoded[key]
+                if kept is not None and kept.texts.get(key) == text
+                else _entries.decode(text)
+            )
+            for key, text in texts.items()
+        }
+        agency = _join(agency_id, texts, decoded)
+        self._agencies[agency_id] = agency
+        self._agencies.move_to_end(agency_id)
+        while len(self._agencies) > AGENCIES_KEPT:
+            self._agencies.popitem(last=False)
+        return agency
+
+
+def _join(agency_id: str, texts: dict[str, str], decoded: dict[str, dict[str, Entry]]) -> _Agency:
+    by_kind: dict[str, dict[str, Entry]] = {kind: {} for kind in KINDS}
+    for kind in KINDS:
+        for key in shard_keys(kind, agency_id):
+            by_kind[kind].update(decoded.get(key, {}))
+    domains: Sequence[str] = schemas.DOMAINS
+    rows = sorted(
+        (
+            _Row(
+                sort_key(company[_NAME], company_id),
+                company,
+                {d: by_kind[d][company_id] for d in domains if company_id in by_kind[d]},
+            )
+            for company_id, company in by_kind[COMPANIES].items()
+            if company[_CONNECTED]
+        ),
+        key=lambda row: row.key,
+    )
+    return _Agency(texts, decoded, rows, [row.key for row in rows])
+
+
+def _matcher(filters: Filters) -> Any:
+    """One predicate over a row for all the filters: the same meaning as the queries the
+    overview made of the store before it had a listing."""
+    text = re.compile(re.escape(filters.q), re.IGNORECASE) if filters.q else None
+    digits = re.sub(r"\D", "", filters.q) if filters.q else ""
+
+    def matches(row: _Row) -> bool:
+        company = row.company
+        if filters.responsible is not None and company[_RESPONSIBLE] != filters.responsible:
+            return False
+        if filters.domain is not None and filters.status is not None:
+            tab = row.tabs.get(filters.domain)
+            if tab is None or not (tab[_COUNTS] or {}).get(filters.status, 0) > 0:
+                return False
+        if text is not None:
+            named = company[_NAME] is not None and text.search(company[_NAME]) is not None
+            numbered = bool(digits) and (company[_DIGITS] or "").startswith(digits)
+            if not (named or numbered):
+                return False
+        return True
+
+    return matches
+
+
+def _item(row: _Row) -> schemas.OverviewItem:
+    company = row.company
+    return schemas.OverviewItem(
+        company_id=row.key[2],
+        name=company[_NAME],
+        org_number=company[_ORG],
+        responsible_user_id=company[_RESPONSIBLE],
+        domains={
+            domain: schemas.DomainSummary(
+                latest_period=tab[_LATEST_PERIOD],
+                latest_status=tab[_LATEST_STATUS],
+                counts=tab[_COUNTS] or {},
+            )
+            for domain, tab in row.tabs.items()
+        },
+    )
