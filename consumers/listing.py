@@ -27,6 +27,9 @@ import msgspec
 # listings built again (`python -m services relist`).
 SHARDS: Final = 8
 COLLECTION: Final = "listings"
+# The layout of shards and heads: a consumer that finds the listings of its kinds built in
+# another layout (or another number of shards) lists every stored aggregate again.
+LAYOUT: Final = f"{SHARDS} shards, heads"
 
 # An entry: [listed_version, *summary], the summary as the owner's rulebook lists it.
 Entry = list[Any]
@@ -41,6 +44,17 @@ class ListingShard(msgspec.Struct, kw_only=True):
     entries: dict[str, Entry] = msgspec.field(default_factory=dict)
 
 
+class ListingHead(msgspec.Struct, kw_only=True):
+    """The version of each shard of one kind and agency, raised after the shards are written:
+    a reader compares it with the shards it holds and reads only those that changed."""
+
+    STORED_AS_TEXT: ClassVar[frozenset[str]] = frozenset({"versions"})  # BSON keys are text
+
+    kind: str
+    agency_id: str
+    versions: dict[int, int] = msgspec.field(default_factory=dict)
+
+
 def shard_of(company_id: str) -> int:
     """Stable across processes and runs (``hash`` of a string is not)."""
     return zlib.crc32(company_id.encode()) % SHARDS
@@ -52,6 +66,10 @@ def shard_key(kind: str, agency_id: str, shard: int) -> str:
 
 def shard_keys(kind: str, agency_id: str) -> list[str]:
     return [shard_key(kind, agency_id, n) for n in range(SHARDS)]
+
+
+def head_key(kind: str, agency_id: str) -> str:
+    return f"{kind}/{agency_id}"
 
 
 def newer(current: Entry | None, entry: Entry) -> bool:
@@ -73,3 +91,15 @@ def merged(
     if not changed:
         return None
     return ListingShard(kind=kind, agency_id=agency_id, shard=number, entries={**found, **changed})
+
+
+def raised(
+    head: ListingHead | None, kind: str, agency_id: str, versions: Mapping[int, int]
+) -> ListingHead | None:
+    """``head`` with each shard's version raised to ``versions`` where that is later; None when
+    none is."""
+    found = head.versions if head is not None else {}
+    later = {n: v for n, v in versions.items() if v > found.get(n, 0)}
+    if not later:
+        return None
+    return ListingHead(kind=kind, agency_id=agency_id, versions={**found, **later})

@@ -15,10 +15,13 @@ from typing import Any
 
 from consumers.listing import (
     COLLECTION,
-    SHARDS,
+    LAYOUT,
     Entry,
+    ListingHead,
     ListingShard,
+    head_key,
     merged,
+    raised,
     shard_key,
     shard_of,
 )
@@ -46,41 +49,72 @@ class ListingWriter:
         self, kind: str, listed: Callable[[Any], list[Any]], states: Iterable[Stored]
     ) -> int:
         """Sets the entries of ``states`` (aggregates of ``kind`` as stored) where they are newer
-        than the listing's; the number of shards written."""
+        than the listing's, then raises the agencies' heads; the number of shards written."""
         wanted: dict[tuple[str, int], dict[str, Entry]] = defaultdict(dict)
         for stored in states:
             state = stored.state
             entry = [getattr(state, LISTED_VERSION), *listed(state)]
             wanted[(state.agency_id, shard_of(state.company_id))][state.company_id] = entry
         pending = {shard_key(kind, agency, n): (agency, n, e) for (agency, n), e in wanted.items()}
+        # The version of each shard as it now stands, by agency: what its head must reach.
+        reached: dict[str, dict[int, int]] = defaultdict(dict)
         written = 0
         for _ in range(self.conflict_retries):
             if not pending:
-                return written
-            current = await self._load(list(pending))
+                break
+            current = await self._load(ListingShard, list(pending))
             writes: list[Write] = []
             for key, (agency, number, entries) in pending.items():
                 now = current.get(key)
                 shard = merged(now.state if now else None, kind, agency, number, entries)
                 if shard is not None:
                     writes.append(Write(key, now.version if now else 0, shard))
+                elif now is not None:
+                    reached[agency][number] = now.version
+            conflicts = await self.store.save(COLLECTION, writes) if writes else set()
+            for write in writes:
+                if write.key in conflicts:
+                    self._cache.pop(write.key, None)
+                    continue
+                self._remember(write.key, Stored(write.expected_version + 1, write.state))
+                reached[write.state.agency_id][write.state.shard] = write.expected_version + 1
+                written += 1
+            pending = {key: pending[key] for key in conflicts}
+        if pending:
+            raise ListingsConflict(f"{len(pending)} listing shards of {kind} kept changing")
+        await self._raise_heads(kind, reached)
+        return written
+
+    async def _raise_heads(self, kind: str, reached: dict[str, dict[int, int]]) -> None:
+        """Each head to at least the versions its shards reached. Also where this writer wrote
+        nothing: a writer that died between a shard and its head left the head behind, and the
+        message that comes again finds it so."""
+        pending = {head_key(kind, agency): (agency, v) for agency, v in reached.items()}
+        for _ in range(self.conflict_retries):
+            if not pending:
+                return
+            current = await self._load(ListingHead, list(pending))
+            writes: list[Write] = []
+            for key, (agency, versions) in pending.items():
+                now = current.get(key)
+                head = raised(now.state if now else None, kind, agency, versions)
+                if head is not None:
+                    writes.append(Write(key, now.version if now else 0, head))
             conflicts = await self.store.save(COLLECTION, writes) if writes else set()
             for write in writes:
                 if write.key in conflicts:
                     self._cache.pop(write.key, None)
                 else:
                     self._remember(write.key, Stored(write.expected_version + 1, write.state))
-                    written += 1
             pending = {key: pending[key] for key in conflicts}
         if pending:
-            raise ListingsConflict(f"{len(pending)} listing shards of {kind} kept changing")
-        return written
+            raise ListingsConflict(f"{len(pending)} listing heads of {kind} kept changing")
 
-    async def _load(self, keys: list[str]) -> dict[str, Stored]:
+    async def _load(self, state_type: type[Any], keys: list[str]) -> dict[str, Stored]:
         found = {key: self._cache[key] for key in keys if key in self._cache}
         missing = [key for key in keys if key not in found]
         if missing:
-            loaded = await self.store.load(COLLECTION, ListingShard, missing)
+            loaded = await self.store.load(COLLECTION, state_type, missing)
             for key, stored in loaded.items():
                 self._remember(key, stored)
             found.update(loaded)
@@ -110,7 +144,7 @@ async def build(
     for rulebook in rulebooks:
         if rulebook.listed is None:
             continue
-        marker = f"{rulebook.collection}@{SHARDS}"
+        marker = f"{rulebook.collection}: {LAYOUT}"
         if await store.fetch(BUILT, [marker]):
             continue
         writer = ListingWriter(store)

@@ -1,14 +1,15 @@
 """The overview from the owners' listing shards (consumers/listing.py): the companies of an
 agency with what each tab shows of them, filtered, sorted by name and paged in memory.
 
-Every request reads the agency's shards, so it sees every batch its owners have written; what
-it does not redo is the work on shards that did not change since the request before: a shard's
-text decodes once, and the joined, sorted list is kept while none of its shards changes.
+Every request reads the agency's five heads (one per kind), so it sees every batch its owners
+have acknowledged, and reads again only the shards whose head moved past the copy it holds; the
+joined, sorted list is kept while none of its shards changes.
 """
 
 from __future__ import annotations
 
 import bisect
+import json
 import re
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -17,9 +18,10 @@ from typing import Any, Final
 
 import msgspec
 
-from consumers.listing import COLLECTION, Entry, shard_keys
+from consumers.listing import COLLECTION, Entry, head_key, shard_key, shard_keys
 from services.api import schemas
-from services.store.mongo import MongoStore
+from services.store import Store
+from services.store.port import VERSION_FIELD
 
 COMPANIES: Final = "companies"
 # What consumers/directory.py `listed` and consumers/tab.py `listed` put after the version.
@@ -46,10 +48,15 @@ class _Row:
     tabs: dict[str, Entry]
 
 
+@dataclass(frozen=True)
+class _Shard:
+    version: int
+    entries: dict[str, Entry]
+
+
 @dataclass
 class _Agency:
-    texts: dict[str, str]  # shard key -> the JSON text it was decoded from
-    decoded: dict[str, dict[str, Entry]]
+    shards: dict[str, _Shard]  # by shard key
     rows: list[_Row]
     keys: list[SortKey]
 
@@ -63,7 +70,7 @@ class Filters:
 
 
 class Listing:
-    def __init__(self, store: MongoStore) -> None:
+    def __init__(self, store: Store) -> None:
         self.store = store
         self._agencies: OrderedDict[str, _Agency] = OrderedDict()
 
@@ -86,23 +93,26 @@ class Listing:
         return items, page[-1].key if len(found) > limit else None
 
     async def _agency(self, agency_id: str) -> _Agency:
-        keys = [key for kind in KINDS for key in shard_keys(kind, agency_id)]
-        texts = {
-            d["_id"]: d.get("entries") or "{}" for d in await self.store.fetch(COLLECTION, keys)
-        }
+        """The agency's rows as of its heads: only the shards whose head moved past the copy
+        held are read again."""
+        heads = await self.store.fetch(COLLECTION, [head_key(kind, agency_id) for kind in KINDS])
         kept = self._agencies.get(agency_id)
-        if kept is not None and kept.texts == texts:
+        shards = dict(kept.shards) if kept is not None else {}
+        stale = [
+            shard_key(head["kind"], agency_id, int(number))
+            for head in heads
+            for number, version in _versions(head).items()
+            if (held := shards.get(shard_key(head["kind"], agency_id, int(number)))) is None
+            or held.version < version
+        ]
+        for document in await self.store.fetch(COLLECTION, stale) if stale else []:
+            shards[document["_id"]] = _Shard(
+                int(document[VERSION_FIELD]), _entries.decode(document.get("entries") or "{}")
+            )
+        if kept is not None and not stale:
             self._agencies.move_to_end(agency_id)
             return kept
-        decoded = {
-            key: (
-                kept.decoded[key]
-                if kept is not None and kept.texts.get(key) == text
-                else _entries.decode(text)
-            )
-            for key, text in texts.items()
-        }
-        agency = _join(agency_id, texts, decoded)
+        agency = _join(agency_id, shards)
         self._agencies[agency_id] = agency
         self._agencies.move_to_end(agency_id)
         while len(self._agencies) > AGENCIES_KEPT:
@@ -110,11 +120,17 @@ class Listing:
         return agency
 
 
-def _join(agency_id: str, texts: dict[str, str], decoded: dict[str, dict[str, Entry]]) -> _Agency:
+def _versions(head: dict[str, Any]) -> dict[str, int]:
+    versions = head.get("versions") or {}
+    return json.loads(versions) if isinstance(versions, str) else dict(versions)
+
+
+def _join(agency_id: str, shards: dict[str, _Shard]) -> _Agency:
     by_kind: dict[str, dict[str, Entry]] = {kind: {} for kind in KINDS}
     for kind in KINDS:
         for key in shard_keys(kind, agency_id):
-            by_kind[kind].update(decoded.get(key, {}))
+            if key in shards:
+                by_kind[kind].update(shards[key].entries)
     domains: Sequence[str] = schemas.DOMAINS
     rows = sorted(
         (
@@ -128,7 +144,7 @@ def _join(agency_id: str, texts: dict[str, str], decoded: dict[str, dict[str, En
         ),
         key=lambda row: row.key,
     )
-    return _Agency(texts, decoded, rows, [row.key for row in rows])
+    return _Agency(shards, rows, [row.key for row in rows])
 
 
 def _matcher(filters: Filters) -> Any:

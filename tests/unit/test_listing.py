@@ -20,10 +20,13 @@ from consumers.directory import CompanyEntry
 from consumers.listing import (
     COLLECTION,
     SHARDS,
+    ListingHead,
     ListingShard,
+    head_key,
     merged,
     newer,
     shard_key,
+    shard_keys,
     shard_of,
 )
 from consumers.registry import CONSUMERS
@@ -59,6 +62,12 @@ async def listed_entry(store: MemoryStore, kind: str, company_id: str = f.COMPAN
     key = shard_key(kind, f.AGENCY, shard_of(company_id))
     found = await store.load(COLLECTION, ListingShard, [key])
     return found[key].state.entries.get(company_id) if key in found else None
+
+
+async def head(store: MemoryStore, kind: str) -> dict[int, int]:
+    key = head_key(kind, f.AGENCY)
+    found = await store.load(COLLECTION, ListingHead, [key])
+    return found[key].state.versions if key in found else {}
 
 
 async def stored(store: MemoryStore, kind: str, state_type: type[Any]) -> Any:
@@ -144,7 +153,7 @@ async def test_a_write_that_changes_nothing_shown_writes_no_shard_and_keeps_its_
     assert saved == ["bookkeeping"]
     assert after.listed_version == before.listed_version == 1
     await p.handle([delivery(f.submitted("2026-02", "2026-02-04T09:00"))])
-    assert saved == ["bookkeeping", "bookkeeping", COLLECTION]
+    assert saved == ["bookkeeping", "bookkeeping", COLLECTION, COLLECTION]  # a shard, its head
     assert (await stored(store, "bookkeeping", BookkeepingTab)).listed_version == 3
 
 
@@ -165,10 +174,39 @@ async def test_a_listing_lost_in_a_crash_is_written_when_the_message_comes_again
     assert (await stored(store, "bookkeeping", BookkeepingTab)).counts == {"new": 1, "waiting": 1}
     assert (await listed_entry(store, "bookkeeping"))[3] == {"waiting": 2}  # as before it
     store.save = original  # type: ignore[method-assign]
+    head_before = await head(store, "bookkeeping")
     (outcome,) = await pipeline(store).handle([delivery(message)])
     assert outcome.kind == "applied"
     entry = await listed_entry(store, "bookkeeping")
     assert entry is not None and entry[3] == {"new": 1, "waiting": 1}
+    assert await head(store, "bookkeeping") == {
+        shard_of(f.COMPANY): head_before[shard_of(f.COMPANY)] + 1
+    }
+
+
+async def test_a_head_a_dead_writer_left_behind_is_raised_when_the_message_comes_again() -> None:
+    store = MemoryStore()
+    await pipeline(store).handle([delivery(f.details("2026-02-01T09:00"))])
+    original = store.save
+    writes: list[str] = []
+
+    async def dying_save(collection: str, batch: Sequence[Write]) -> set[str]:
+        if collection == COLLECTION and batch[0].key == head_key("bookkeeping", f.AGENCY):
+            raise ConnectionError("the process died between the shard and its head")
+        writes.extend(w.key for w in batch)
+        return await original(collection, batch)
+
+    store.save = dying_save  # type: ignore[method-assign]
+    message = f.submitted("2026-01", "2026-02-01T10:00")
+    (outcome,) = await pipeline(store).handle([delivery(message)])
+    assert outcome.kind == "failed"
+    shard = shard_key("bookkeeping", f.AGENCY, shard_of(f.COMPANY))
+    assert shard in writes  # the shard holds the entry, its head does not say so
+    assert await head(store, "bookkeeping") == {shard_of(f.COMPANY): 1}
+    store.save = original  # type: ignore[method-assign]
+    (outcome,) = await pipeline(store).handle([delivery(message)])
+    assert outcome.kind == "applied"
+    assert await head(store, "bookkeeping") == {shard_of(f.COMPANY): 2}
 
 
 async def test_a_replica_listing_an_older_write_late_leaves_the_newer_entry() -> None:
@@ -249,6 +287,13 @@ def test_two_replicas_in_any_order_leave_the_listing_as_the_tabs_are(
                 found.listed_version,
                 *tab.listed(found),
             ]
+        shards = {
+            s.state.shard: s.version
+            for s in (
+                await store.load(COLLECTION, ListingShard, shard_keys("bookkeeping", f.AGENCY))
+            ).values()
+        }
+        assert await head(store, "bookkeeping") == shards  # a reader misses no shard's write
 
     asyncio.run(run())
 
