@@ -4,8 +4,9 @@ packed documents per agency, so that the overview reads those instead of every a
 FerretDB hands only equalities to its storage: an overview that sorts every company of an
 agency by name, and filters on every tab's counts, reads and converts every one of those
 documents, seconds at 10,000 companies. A listing shard is one document holding the entries of
-the companies that hash to it, as one JSON text; the overview reads ``SHARDS`` of them per
-aggregate kind and joins them in memory.
+the companies that hash to it, as one JSON text, and a head per kind and agency holds each
+shard's version; the overview reads the heads, reads again the shards that moved, and joins
+them in memory.
 
 Each shard is written only by the consumer that owns its aggregate kind (the company directory
 for ``companies``, each tab's consumer for its tab). An entry holds the aggregate's
@@ -22,9 +23,9 @@ from typing import Any, ClassVar, Final
 
 import msgspec
 
-# Shards per aggregate kind and agency: the overview reads all of them, a batch writes those it
-# changed. Eight keep a shard of a 10,000-company agency under 100 KB. Changing it needs the
-# listings built again (`python -m services relist`).
+# Shards per aggregate kind and agency: a batch writes those it changed, the overview reads those
+# that moved. Eight keep the largest of a 10,000-company agency near 110 KB. Changing it needs the
+# `listings` and `listings_built` collections dropped (README, "Operations").
 SHARDS: Final = 8
 COLLECTION: Final = "listings"
 # The layout of shards and heads: a consumer that finds the listings of its kinds built in

@@ -1,7 +1,8 @@
 """Reading the consumers' documents for the API: every query filters by the caller's agency.
 
 Values from the caller reach a query only as values of known fields (never as keys or
-operators), after the route has validated them; a free-text search is escaped for ``$regex``.
+operators), after the route has validated them; the overview's free-text search never reaches
+the store (services/api/overview.py escapes it for a regular expression over the listing).
 """
 
 from __future__ import annotations
