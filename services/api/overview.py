@@ -2,8 +2,9 @@
 agency with what each tab shows of them, filtered, sorted by name and paged in memory.
 
 Every request reads the agency's five heads (one per kind), so it sees every batch its owners
-have acknowledged, and reads again only the shards whose head moved past the copy it holds; the
-joined, sorted list is kept while none of its shards changes.
+have acknowledged, and reads again only the shards whose head moved past the copy it holds. The
+joined list, sorted by name, is kept: a moved tab's shard only updates the rows of its
+companies, and only a moved shard of the companies (a name may have changed) sorts it again.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ def sort_key(name: str | None, company_id: str) -> SortKey:
 class _Row:
     key: SortKey
     company: Entry
-    tabs: dict[str, Entry]
+    tabs: dict[str, Entry]  # updated in place when only a tab's shard moved
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,7 @@ class _Agency:
     shards: dict[str, _Shard]  # by shard key
     rows: list[_Row]
     keys: list[SortKey]
+    by_company: dict[str, _Row]
 
 
 @dataclass(frozen=True)
@@ -109,7 +111,15 @@ class Listing:
             shards[document["_id"]] = _Shard(
                 int(document[VERSION_FIELD]), _entries.decode(document.get("entries") or "{}")
             )
-        if kept is not None and not stale:
+        if kept is not None and not any(key.startswith(f"{COMPANIES}/") for key in stale):
+            # Only tabs moved: the order (by the companies' names) stands; the rows take the
+            # moved shards' entries, without sorting the agency again.
+            for key in stale:
+                kind = key.split("/", 1)[0]
+                for company_id, entry in shards[key].entries.items():
+                    if (row := kept.by_company.get(company_id)) is not None:
+                        row.tabs[kind] = entry
+            kept.shards = shards
             self._agencies.move_to_end(agency_id)
             return kept
         agency = _join(agency_id, shards)
@@ -144,7 +154,7 @@ def _join(agency_id: str, shards: dict[str, _Shard]) -> _Agency:
         ),
         key=lambda row: row.key,
     )
-    return _Agency(shards, rows, [row.key for row in rows])
+    return _Agency(shards, rows, [row.key for row in rows], {row.key[2]: row for row in rows})
 
 
 def _matcher(filters: Filters) -> Any:

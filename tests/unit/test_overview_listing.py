@@ -86,3 +86,23 @@ async def test_pages_follow_the_order_and_the_filters() -> None:
     assert [i.company_id for i in by_text] == ["c-1"]  # case-insensitive, any part of the name
     mine, _ = await listing.page(f.AGENCY, Filters(responsible="u-nobody"), 10, None)
     assert mine == []
+
+
+async def test_a_renamed_company_moves_and_a_company_listed_late_shows_its_tabs() -> None:
+    store = MemoryStore()
+    await apply(store, [details(c) for c in ("c-1", "c-2")])
+    listing = Listing(store)
+    items, _ = await listing.page(f.AGENCY, Filters(), 10, None)
+    assert [i.company_id for i in items] == ["c-2", "c-1"]
+    # A tab of a company the directory has not listed yet: nothing shows until it has.
+    tab_first = Pipeline(CONSUMERS["bookkeeping"], store, lambda: WALL)
+    early = f.details("2026-02-01T09:00", company_id="c-5", name="Mellan AB")
+    await tab_first.handle([Delivery(encode(early), "event", early.type, None)])
+    items, _ = await listing.page(f.AGENCY, Filters(), 10, None)
+    assert [i.company_id for i in items] == ["c-2", "c-1"]
+    renamed = f.details("2026-02-02T09:00", company_id="c-1", name="Aaa AB")
+    late = Pipeline(CONSUMERS["directory"], store, lambda: WALL)
+    await late.handle([Delivery(encode(m), "event", m.type, None) for m in (renamed, early)])
+    items, _ = await listing.page(f.AGENCY, Filters(), 10, None)
+    assert [i.company_id for i in items] == ["c-1", "c-2", "c-5"]
+    assert items[2].domains["bookkeeping"].counts == {"waiting": 2}
