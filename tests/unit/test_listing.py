@@ -247,8 +247,9 @@ def deliveries(draw: st.DrawFn) -> list[tuple[int, list[Message]]]:
     )
     companies = st.sampled_from([f.COMPANY, "c-1002"])
     periods = st.sampled_from(["2026-01", "2026-02", "2026-03"])
-    events: list[Message] = [f.details("2026-01-01T08:00", company_id=c) for c in ("c-1002",)]
-    events.append(f.details("2026-01-01T08:00"))
+    events: list[Message] = [
+        f.details("2026-01-01T08:00", company_id=c) for c in (f.COMPANY, "c-1002")
+    ]
     for _ in range(draw(st.integers(1, 10))):
         kind = draw(st.sampled_from(["submitted", "status", "uploaded"]))
         company, at = draw(companies), draw(instants)
