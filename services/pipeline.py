@@ -170,10 +170,9 @@ class Pipeline:
             if self.partition is not None and rulebook.follows_clock:
                 indexes = (*indexes, ((PARTITION_FIELD, 1), ("due_at", 1)))
             await self.store.ensure_indexes(rulebook.collection, indexes)
-        built = await build_listings(
+        return await build_listings(
             self.store, self.definition.rulebooks, normalize_instant(self.wall_clock())
         )
-        return built
 
     async def handle(self, deliveries: Sequence[Delivery]) -> list[Outcome]:
         outcomes: list[Outcome | None] = [None] * len(deliveries)

@@ -10,19 +10,24 @@ companies, and only a moved shard of the companies (a name may have changed) sor
 from __future__ import annotations
 
 import bisect
-import json
 import re
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-import msgspec
-
-from consumers.listing import COLLECTION, Entry, head_key, shard_key, shard_keys
+from consumers.listing import (
+    COLLECTION,
+    Entry,
+    ListingHead,
+    ListingShard,
+    head_key,
+    shard_key,
+    shard_keys,
+)
 from services.api import schemas
-from services.store import Store
-from services.store.port import VERSION_FIELD
+from services.store import Store, Stored
+from services.store.port import from_document
 
 COMPANIES: Final = "companies"
 # What consumers/directory.py `listed` and consumers/tab.py `listed` put after the version.
@@ -31,8 +36,6 @@ _LATEST_PERIOD, _LATEST_STATUS, _COUNTS = 1, 2, 3
 KINDS: Final = (COMPANIES, *schemas.DOMAINS)
 # Agencies whose joined list is kept (the shards' decoded entries go with it).
 AGENCIES_KEPT: Final = 64
-
-_entries = msgspec.json.Decoder(dict[str, list[Any]])
 
 SortKey = tuple[bool, str, str]
 
@@ -49,15 +52,9 @@ class _Row:
     tabs: dict[str, Entry]  # updated in place when only a tab's shard moved
 
 
-@dataclass(frozen=True)
-class _Shard:
-    version: int
-    entries: dict[str, Entry]
-
-
 @dataclass
 class _Agency:
-    shards: dict[str, _Shard]  # by shard key
+    shards: dict[str, Stored]  # ListingShard states, by shard key
     rows: list[_Row]
     keys: list[SortKey]
     by_company: dict[str, _Row]
@@ -97,26 +94,25 @@ class Listing:
     async def _agency(self, agency_id: str) -> _Agency:
         """The agency's rows as of its heads: only the shards whose head moved past the copy
         held are read again."""
-        heads = await self.store.fetch(COLLECTION, [head_key(kind, agency_id) for kind in KINDS])
+        found = await self.store.fetch(COLLECTION, [head_key(kind, agency_id) for kind in KINDS])
+        heads = [from_document(document, ListingHead).state for document in found]
         kept = self._agencies.get(agency_id)
         shards = dict(kept.shards) if kept is not None else {}
         stale = [
-            shard_key(head["kind"], agency_id, int(number))
+            key
             for head in heads
-            for number, version in _versions(head).items()
-            if (held := shards.get(shard_key(head["kind"], agency_id, int(number)))) is None
+            for number, version in head.versions.items()
+            if (held := shards.get(key := shard_key(head.kind, agency_id, number))) is None
             or held.version < version
         ]
         for document in await self.store.fetch(COLLECTION, stale) if stale else []:
-            shards[document["_id"]] = _Shard(
-                int(document[VERSION_FIELD]), _entries.decode(document.get("entries") or "{}")
-            )
+            shards[document["_id"]] = from_document(document, ListingShard)
         if kept is not None and not any(key.startswith(f"{COMPANIES}/") for key in stale):
             # Only tabs moved: the order (by the companies' names) stands; the rows take the
             # moved shards' entries, without sorting the agency again.
             for key in stale:
                 kind = key.split("/", 1)[0]
-                for company_id, entry in shards[key].entries.items():
+                for company_id, entry in shards[key].state.entries.items():
                     if (row := kept.by_company.get(company_id)) is not None:
                         row.tabs[kind] = entry
             kept.shards = shards
@@ -130,17 +126,12 @@ class Listing:
         return agency
 
 
-def _versions(head: dict[str, Any]) -> dict[str, int]:
-    versions = head.get("versions") or {}
-    return json.loads(versions) if isinstance(versions, str) else dict(versions)
-
-
-def _join(agency_id: str, shards: dict[str, _Shard]) -> _Agency:
+def _join(agency_id: str, shards: dict[str, Stored]) -> _Agency:
     by_kind: dict[str, dict[str, Entry]] = {kind: {} for kind in KINDS}
     for kind in KINDS:
         for key in shard_keys(kind, agency_id):
             if key in shards:
-                by_kind[kind].update(shards[key].entries)
+                by_kind[kind].update(shards[key].state.entries)
     domains: Sequence[str] = schemas.DOMAINS
     rows = sorted(
         (
