@@ -11,10 +11,11 @@ stored timer.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Literal
+from typing import ClassVar, Literal
 
 import msgspec
 
+from consumers.archive import year_of
 from consumers.company_facts import tracked_months
 from consumers.deadlines import bookkeeping_submission_deadline
 from consumers.rulebook import Cause, HistoryEntry, Rulebook, company_key, later
@@ -28,6 +29,7 @@ from consumers.tab import (
     history_by_period,
     listed,
     opened,
+    reopened_for,
     summarized,
 )
 from contracts.bookkeeping import BookkeepingDocumentUploaded, BookkeepingPeriodSubmitted
@@ -76,11 +78,22 @@ class Header(msgspec.Struct, kw_only=True):
 
 
 class BookkeepingTab(Tab, kw_only=True):
+    PACKS_YEARS: ClassVar[bool] = True
+
     facts: dict[str, list[PeriodFact]] = msgspec.field(default_factory=dict)
     # Worked out from the facts by `evaluate`: what the API reads.
     header: Header = msgspec.field(default_factory=Header)
     periods: list[Row] = msgspec.field(default_factory=list)
     client_todo: list[str] = msgspec.field(default_factory=list)
+
+    @staticmethod
+    def settled_row(row: Row) -> bool:
+        # `waiting` turns `late` with time, and both are on the client's to-do list.
+        return row.status not in CLIENT_TODO
+
+    @staticmethod
+    def settled_facts(facts: list[PeriodFact], now: dt.datetime) -> bool:
+        return all(fact.at <= now for fact in facts)
 
 
 def apply(
@@ -88,6 +101,10 @@ def apply(
 ) -> BookkeepingTab:
     previous = tab
     tab = follow_company(opened(tab, message, BookkeepingTab), message)
+    if isinstance(message, BookkeepingPeriodSubmitted | SetBookkeepingPeriodStatus):
+        tab = reopened_for(previous, tab, [year_of(message.data.period)])
+    else:
+        tab = reopened_for(previous, tab)
     now = later(tab.now, now)
     match message:
         case BookkeepingDocumentUploaded():
@@ -144,6 +161,8 @@ def evaluate(
     history: list[HistoryEntry] = []
     kept = _unchanged_periods(tab, now, previous)
     for period in tracked_months(tab.company, now):
+        if tab.archive and year_of(period) in tab.archive:
+            continue  # packed: settled, and shown from the archive
         if period in kept:
             row, entries = kept[period]
         else:

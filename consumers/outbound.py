@@ -13,6 +13,7 @@ import datetime as dt
 from collections.abc import Callable
 from typing import Any
 
+from consumers.archive import moved_years, unpacked
 from consumers.tab import Tab
 from contracts.clock import ClockTick
 from contracts.commands import SetBookkeepingPeriodStatus
@@ -31,6 +32,11 @@ def outbound(
     next_id: Callable[[], str],
 ) -> list[OutboundMessage]:
     """The messages ``message`` gives rise to, in the order the subscribers should see them."""
+    if before is not None and before.archive is not after.archive:
+        # A packed year opened (and maybe packed again): compare its periods too. The years
+        # packed the same way in both have the same rows in both.
+        moved = moved_years(before.archive, after.archive)
+        before, after = unpacked(before, moved), unpacked(after, moved)
     found: list[OutboundMessage] = []
     for row, old in _changed(before, after):
         at, cause = _why(after, row.period, row.status, message)

@@ -9,10 +9,12 @@ day), but does not change the status (our reading of the guide).
 from __future__ import annotations
 
 import datetime as dt
+from typing import ClassVar
 
 import msgspec
 
 from consumers import months
+from consumers.archive import opened_year, require, year_of
 from consumers.company_facts import tracked_months
 from consumers.deadlines import employer_declaration_due
 from consumers.rulebook import Cause, HistoryEntry, Rulebook, company_key, later
@@ -25,6 +27,7 @@ from consumers.tab import (
     follow_company,
     listed,
     opened,
+    reopened_for,
     summarized,
 )
 from contracts.clock import ClockTick
@@ -80,10 +83,22 @@ class Header(msgspec.Struct, kw_only=True):
 
 
 class PayrollTab(Tab, kw_only=True):
+    PACKS_YEARS: ClassVar[bool] = True
+
     facts: dict[str, PeriodFacts] = msgspec.field(default_factory=dict)
     # Worked out from the facts by `evaluate`.
     header: Header = msgspec.field(default_factory=Header)
     periods: list[Row] = msgspec.field(default_factory=list)
+
+    @staticmethod
+    def settled_row(row: Row) -> bool:
+        return True  # only a consultant changes a payroll status
+
+    @staticmethod
+    def settled_facts(facts: PeriodFacts, now: dt.datetime) -> bool:
+        return all(f.at <= now for f in facts.completions) and all(
+            f.at <= now for f in facts.statuses
+        )
 
 
 def _order(fact: Completion | StatusSet) -> tuple[dt.datetime, str]:
@@ -91,7 +106,12 @@ def _order(fact: Completion | StatusSet) -> tuple[dt.datetime, str]:
 
 
 def apply(tab: PayrollTab | None, message: PayrollMessage, now: dt.datetime) -> PayrollTab:
+    previous = tab
     tab = follow_company(opened(tab, message, PayrollTab), message)
+    if isinstance(message, PayrollMonthCompleted | SetPayrollPeriodStatus):
+        tab = reopened_for(previous, tab, [year_of(message.data.period)])
+    else:
+        tab = reopened_for(previous, tab)
     now = later(tab.now, now)
     match message:
         case PayrollMonthCompleted():
@@ -143,6 +163,8 @@ def evaluate(tab: PayrollTab, now: dt.datetime) -> PayrollTab:
     rows: list[Row] = []
     history: list[HistoryEntry] = []
     for period in tracked_months(tab.company, now):
+        if tab.archive and year_of(period) in tab.archive:
+            continue  # packed: settled, and shown from the archive
         facts = tab.facts.get(period, PeriodFacts())
         shown = "waiting"
         for fact in facts.statuses:
@@ -170,11 +192,25 @@ def evaluate(tab: PayrollTab, now: dt.datetime) -> PayrollTab:
 
 def _header(tab: PayrollTab) -> Header:
     """The latest month the client marked done, as of its latest report for that month."""
-    completed = [p for p, facts in tab.facts.items() if facts.completions]
-    if not completed:
+    facts = tab.facts
+    period = max((p for p, found in facts.items() if found.completions), default="")
+    if not period and tab.archive:
+        # Every completion lies in packed years, which no message changed since this header
+        # was worked out (one that opens a year puts its facts back among these): it stands.
+        return tab.header
+    # The latest completed month may lie in a packed year later than the latest not packed
+    # (an old year opened again): look there, newest first.
+    later = sorted((y for y in tab.archive if y >= year_of(period)), reverse=True)
+    require(tab.archive, later)
+    for year in later:
+        packed = opened_year(PayrollTab, tab.archive[year]).facts
+        found = max((p for p, f in packed.items() if f.completions), default="")
+        if found:
+            facts, period = packed, found
+            break
+    if not period:
         return Header()
-    period = max(completed)
-    latest = tab.facts[period].completions[-1]
+    latest = facts[period].completions[-1]
     pay_month = months.month_of(latest.payment_date) if latest.payment_date else period
     details = tab.company.details
     return Header(

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any, ClassVar, Final, Protocol, TypeVar
 
 import msgspec
 
+from consumers.archive import PackedYear, packed, packed_counts, reopened
 from consumers.company_facts import CompanyFacts, merge_company
 from consumers.rulebook import HistoryEntry, Rejected
 from contracts.commands import SetEngagement
@@ -37,8 +38,14 @@ class Tab(msgspec.Struct, kw_only=True):
             "periods",
             "client_todo",
             "closing_years",
+            "archive",
         }
     )
+
+    # Whether settled years are packed (consumers/archive.py): the tabs with monthly periods.
+    PACKS_YEARS: ClassVar[bool] = False
+    # The store keeps the packed years' bytes in documents of their own (services/store/port.py).
+    STORED_APART: ClassVar[str] = "archive"
 
     agency_id: str
     company_id: str
@@ -55,6 +62,18 @@ class Tab(msgspec.Struct, kw_only=True):
     outbox: list[OutboundMessage] = msgspec.field(default_factory=list)
     # The version of the write at which `listed` last changed, set by the runtime.
     listed_version: int = 0
+    # Settled years by calendar year, packed; `counts` includes their rows.
+    archive: dict[str, PackedYear] = msgspec.field(default_factory=dict)
+
+    @staticmethod
+    def settled_row(row: Any) -> bool:
+        """Whether neither time nor anyone's to-do list can change this row any more."""
+        return False
+
+    @staticmethod
+    def settled_facts(facts: Any, now: dt.datetime) -> bool:
+        """Whether these facts of one period can be packed away at ``now``."""
+        return False
 
 
 def listed(tab: Tab) -> list[Any]:
@@ -89,6 +108,17 @@ def follow_company(tab: T, message: Message) -> T:
     return tab
 
 
+def reopened_for(previous: T | None, tab: T, years: Iterable[str] = ()) -> T:
+    """``tab`` with the packed years a message may change unpacked: ``years``, or all of them
+    when the message changed the company (its details, engagement or connection can move
+    every deadline and which periods show)."""
+    if not tab.archive:
+        return tab
+    if previous is not None and previous.company != tab.company:
+        return reopened(tab, None)
+    return reopened(tab, years)
+
+
 def check_tracked(period: str, tracked: Sequence[str], domain: str) -> None:
     """A consultant's status is for a period the tab shows."""
     if period in tracked:
@@ -115,15 +145,22 @@ def summarized(
     due_at: dt.datetime | None,
     **fields: Any,
 ) -> T:
-    """``tab`` with its rows, history (oldest first) and the overview's summary of them."""
-    return msgspec.structs.replace(
-        tab,
-        now=now,
-        periods=rows,
-        history=sorted(history, key=lambda e: (e.at, e.period)),
-        counts=dict(Counter(row.status for row in rows)),
-        latest_period=rows[-1].period if rows else None,
-        latest_status=rows[-1].status if rows else None,
-        due_at=due_at if tab.company.connected else None,
-        **fields,
+    """``tab`` with its rows, history (oldest first) and the overview's summary of them, and
+    the years that have settled packed. ``rows`` are those of the years not packed; the last
+    period is never in a packed year."""
+    counts = Counter(row.status for row in rows)
+    if tab.archive:
+        counts += packed_counts(tab.archive)
+    return packed(
+        msgspec.structs.replace(
+            tab,
+            now=now,
+            periods=rows,
+            history=sorted(history, key=lambda e: (e.at, e.period)),
+            counts=dict(counts),
+            latest_period=rows[-1].period if rows else None,
+            latest_status=rows[-1].status if rows else None,
+            due_at=due_at if tab.company.connected else None,
+            **fields,
+        )
     )

@@ -13,6 +13,7 @@ when the frequency changes, and a period of the new frequency that overlaps it i
 from __future__ import annotations
 
 import datetime as dt
+from typing import ClassVar
 
 import msgspec
 
@@ -30,6 +31,7 @@ from consumers.tab import (
     history_by_period,
     listed,
     opened,
+    reopened_for,
     summarized,
 )
 from contracts.bookkeeping import BookkeepingEntryCreated
@@ -84,15 +86,34 @@ class Header(msgspec.Struct, kw_only=True):
 
 
 class VatTab(Tab, kw_only=True):
+    PACKS_YEARS: ClassVar[bool] = True
+
     facts: dict[str, PeriodFacts] = msgspec.field(default_factory=dict)
     # Worked out from the facts by `evaluate`.
     header: Header = msgspec.field(default_factory=Header)
     periods: list[Row] = msgspec.field(default_factory=list)
 
+    # A period that runs into the next year stays unpacked: which periods of the next year show
+    # depends on it (a reported period hides the generated ones it overlaps).
+    @staticmethod
+    def settled_row(row: Row) -> bool:
+        return row.status in _SETTLED and row.period_end.year == row.period_start.year
+
+    @staticmethod
+    def settled_facts(facts: PeriodFacts, now: dt.datetime) -> bool:
+        return facts.period_end.year == facts.period_start.year and all(
+            fact.at <= now for fact in facts.facts
+        )
+
 
 def apply(tab: VatTab | None, message: VatMessage, now: dt.datetime) -> VatTab:
     previous = tab
     tab = follow_company(opened(tab, message, VatTab), message)
+    if isinstance(message, VatReportStepChanged | VatReportReportedChanged):
+        span = range(message.data.period_start.year, message.data.period_end.year + 1)
+        tab = reopened_for(previous, tab, [str(year) for year in span])
+    else:
+        tab = reopened_for(previous, tab)
     now = later(tab.now, now)
     match message:
         case BookkeepingEntryCreated():
@@ -219,6 +240,8 @@ def evaluate(tab: VatTab, now: dt.datetime, previous: VatTab | None = None) -> V
     kept = _unchanged_periods(tab, now, previous)
     for start, end in shown_periods(tab, now):
         assert details is not None
+        if tab.archive and str(start.year) in tab.archive:
+            continue  # packed: settled, and shown from the archive
         if (start, end) in kept:
             row, entries = kept[(start, end)]
         else:

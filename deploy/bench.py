@@ -829,16 +829,23 @@ async def api_latency(base: str, requests: int = 200) -> dict[str, tuple[float, 
 
 
 # ---------------------------------------------------------------- cost per message by age
+AGES = (1, 5, 10)  # years of facts
+
+
 @dataclass
 class Age:
     years: int
-    periods: int
-    document_bytes: int
+    periods: int  # the periods the tab shows
+    not_packed: int  # of which in years not packed (consumers/archive.py)
+    whole_bytes: int  # the tab as JSON, kept whole (as before settled years were packed)
+    stored_bytes: int  # its document as the store writes it (BSON)
+    packed_bytes: int  # the documents of its packed years (BSON, all together)
     rules_ms: float  # the rulebook alone
     with_codec_ms: float  # and the state read from and written to a document
     tab: Any = None  # the aged tab itself
-    # Its document replaced and read by _id on the store, as stored and with every field nested
-    # (as before the store kept nested parts as text): ms each.
+    # Its document replaced and read by _id on the store: as stored; and kept whole, as the
+    # store wrote it before settled years were packed (nested parts as JSON text) and before
+    # that (every field nested): ms each.
     stored: dict[str, tuple[float, float]] = field(default_factory=dict)
 
 
@@ -850,18 +857,24 @@ def aging_lines(ages: list[Age]) -> list[str]:
     return [
         "## Cost per message as a company ages (one bookkeeping tab)",
         "",
-        "Rules and codec in process; the store's replace and read of the tab's document by"
-        " `_id` among 1,000 copies, as the store keeps it (nested parts as JSON text) and,"
-        " for comparison, with every field nested.",
+        "Rules and codec in process, for a message that changes the tab (a document uploaded);"
+        " the store's replace and read of the tab's document by `_id` among 1,000 copies: as"
+        " the store keeps it (settled years packed apart) and, for comparison, the same tab"
+        " kept whole, with its nested parts as JSON text (the store's form before years were"
+        " packed) and with every field nested (before that).",
         "",
-        "| years of facts | periods | document (bytes, JSON) | rules (ms/message)"
+        "| years of facts | periods shown | not packed | tab kept whole (bytes, JSON)"
+        " | its document as stored (bytes, BSON) | its packed years apart (bytes, BSON)"
+        " | rules (ms/message)"
         " | rules and document codec (ms/message) | store replace (ms) | store read (ms)"
-        " | nested: replace, read (ms) |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|",
+        " | kept whole, as text: replace, read (ms) | kept whole, nested: replace, read (ms) |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         *[
-            f"| {a.years} | {a.periods} | {a.document_bytes} | {a.rules_ms:.2f}"
-            f" | {a.with_codec_ms:.2f} | {_ms(a.stored, 'as stored', 0)}"
+            f"| {a.years} | {a.periods} | {a.not_packed} | {a.whole_bytes} | {a.stored_bytes}"
+            f" | {a.packed_bytes}"
+            f" | {a.rules_ms:.2f} | {a.with_codec_ms:.2f} | {_ms(a.stored, 'as stored', 0)}"
             f" | {_ms(a.stored, 'as stored', 1)}"
+            f" | {_ms(a.stored, 'as text', 0)}, {_ms(a.stored, 'as text', 1)}"
             f" | {_ms(a.stored, 'nested', 0)}, {_ms(a.stored, 'nested', 1)} |"
             for a in ages
         ],
@@ -870,9 +883,9 @@ def aging_lines(ages: list[Age]) -> list[str]:
 
 async def aged(command: str) -> str:
     """The aging table alone, measured now, with its command."""
-    ages = [aging(years) for years in (1, 5)]
+    ages = [aging(years) for years in AGES]
+    await stored_costs(ages)
     for a in ages:
-        await stored_cost(a)
         say(
             f"age {a.years} years: {a.rules_ms:.2f} ms rules, {a.with_codec_ms:.2f} ms with codec,"
             f" store {a.stored}"
@@ -885,11 +898,13 @@ async def aged(command: str) -> str:
 def aging(years: int, messages: int = 1000) -> Age:
     """One bookkeeping tab with ``years`` of monthly submissions, then ``messages`` more
     messages (document uploads, each a change), in this process: no broker, no store."""
+    import bson
     import msgspec
 
     from consumers import bookkeeping
+    from consumers.archive import unpacked
     from contracts.registry import decode
-    from services.store.port import from_document, to_document
+    from services.store.port import from_document, parts_of, to_document
 
     def message(type_: str, at: dt.datetime, data: dict[str, Any]) -> Any:
         return decode(event(type_, at, "c-aging", data))
@@ -918,6 +933,8 @@ def aging(years: int, messages: int = 1000) -> Age:
         )
         for i in range(messages)
     ]
+    for upload in uploads[:100]:  # warm up
+        to_document("k", 2, bookkeeping.apply(tab, upload, upload.occurred_at))
     started = time.perf_counter()
     for upload in uploads:
         bookkeeping.apply(tab, upload, upload.occurred_at)
@@ -928,43 +945,74 @@ def aging(years: int, messages: int = 1000) -> Age:
         state = from_document(document, bookkeeping.BookkeepingTab).state
         to_document("k", 2, bookkeeping.apply(state, upload, upload.occurred_at))
     codec = (time.perf_counter() - started) / messages * 1000
-    size = len(msgspec.json.encode(tab))
-    return Age(years, len(tab.periods), size, rules, codec, tab)
+    whole = unpacked(tab)
+    size = len(msgspec.json.encode(whole))
+    stored = len(bson.encode(document))
+    packed = sum(len(bson.encode(part)) for part in parts_of("k", tab))
+    return Age(years, len(whole.periods), len(tab.periods), size, stored, packed, rules, codec, tab)
 
 
-async def stored_cost(age: Age, copies: int = 1000, rounds: int = 200) -> None:
-    """Times replacing and reading the aged tab's document by ``_id`` among ``copies`` of it,
-    in the form the store writes and with every field nested."""
+async def stored_costs(
+    ages: list[Age], copies: int = 1000, rounds: int = 5, each: int = 60
+) -> None:
+    """Times replacing and reading each aged tab's document by ``_id`` among ``copies`` of it,
+    in the form the store writes, and kept whole: as text, and with every field nested. The
+    ages and forms take turns, ``rounds`` times ``each`` of both, and each figure is the median
+    of its rounds: so a slower minute of the machine weighs on all of them alike."""
+    import zlib
+
     import msgspec
 
+    from consumers.archive import unpacked
     from services.store.port import to_document
 
-    forms = {
-        "as stored": to_document("k", 1, age.tab),
-        "nested": {
-            **msgspec.to_builtins(age.tab, builtin_types=(dt.datetime,)),
-            "_id": "k",
-            "_v": 1,
-        },
-    }
+    def forms(age: Age) -> dict[str, dict[str, Any]]:
+        whole = unpacked(age.tab)
+        return {
+            "as stored": to_document("k", 1, age.tab),
+            "as text": {  # as the store wrote texts before it compressed long ones
+                k: zlib.decompress(v).decode() if isinstance(v, bytes) else v
+                for k, v in to_document("k", 1, whole).items()
+            },
+            "nested": {
+                **msgspec.to_builtins(whole, builtin_types=(dt.datetime,)),
+                "_id": "k",
+                "_v": 1,
+            },
+        }
+
     client = connect(Settings().mongo_url, 20_000)
     name = f"bench_documents_{uuid.uuid4().hex[:8]}"
+    timed: dict[tuple[int, str], list[tuple[float, float]]] = {}
     try:
-        for form, document in forms.items():
-            collection = client[name][form.replace(" ", "_")]
-            for start in range(0, copies, 100):
-                await collection.insert_many(
-                    [{**document, "_id": f"k{i}"} for i in range(start, start + 100)]
+        targets = []
+        for age in ages:
+            for form, document in forms(age).items():
+                collection = client[name][f"{age.years}_{form.replace(' ', '_')}"]
+                for start in range(0, copies, 100):
+                    await collection.insert_many(
+                        [{**document, "_id": f"k{i}"} for i in range(start, start + 100)]
+                    )
+                targets.append((age, form, document, collection))
+        for turn in range(rounds):
+            for age, form, document, collection in targets:
+                ids = [f"k{(turn * each + i) % copies}" for i in range(each)]
+                started = time.perf_counter()
+                for id_ in ids:
+                    await collection.replace_one({"_id": id_}, {**document, "_id": id_})
+                write = (time.perf_counter() - started) / each * 1000
+                started = time.perf_counter()
+                for id_ in ids:
+                    await collection.find_one({"_id": id_})
+                read = (time.perf_counter() - started) / each * 1000
+                timed.setdefault((age.years, form), []).append((write, read))
+        for age in ages:
+            for form in ("as stored", "as text", "nested"):
+                runs = timed[(age.years, form)]
+                age.stored[form] = (
+                    statistics.median(w for w, _ in runs),
+                    statistics.median(r for _, r in runs),
                 )
-            started = time.perf_counter()
-            for i in range(rounds):
-                await collection.replace_one({"_id": f"k{i}"}, {**document, "_id": f"k{i}"})
-            write = (time.perf_counter() - started) / rounds * 1000
-            started = time.perf_counter()
-            for i in range(rounds):
-                await collection.find_one({"_id": f"k{i}"})
-            read = (time.perf_counter() - started) / rounds * 1000
-            age.stored[form] = (write, read)
     finally:
         await client.drop_database(name)
         await client.close()
@@ -1171,14 +1219,15 @@ async def main() -> None:
         write_between_marks(Path(args.output), text, SWEEP_BEGIN, SWEEP_END)
         return
     facts = versions()
-    ages = [aging(years) for years in (1, 5)]
+    ages = [aging(years) for years in AGES]
     for a in ages:
         say(
-            f"age {a.years} years: {a.periods} periods, {a.document_bytes} bytes,"
+            f"age {a.years} years: {a.periods} periods ({a.not_packed} not packed),"
+            f" {a.stored_bytes} bytes stored,"
             f" {a.rules_ms:.2f} ms rules, {a.with_codec_ms:.2f} ms with codec"
         )
+    await stored_costs(ages)
     for a in ages:
-        await stored_cost(a)
         say(f"age {a.years} years on the store: {a.stored}")
     ingests: list[Ingest] = []
     demos: list[Demo] = []

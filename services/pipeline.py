@@ -19,6 +19,7 @@ from typing import Any, Final, Literal
 
 import msgspec
 
+from consumers.archive import PackedYearsNeeded, as_stored, loaded
 from consumers.outbound import outbound
 from consumers.registry import ConsumerDefinition
 from consumers.rulebook import Rejected, Rulebook
@@ -59,6 +60,10 @@ SIGNED_TYPES: Final = ACCEPTED_FROM["command"] | ACCEPTED_FROM["clock"]
 
 
 PEEK_LIMIT: Final = 1 << 20  # bytes of an invalid body worth parsing for its envelope
+
+
+class MissingPackedYears(RuntimeError):
+    """A tab names packed years whose documents are not in the store."""
 
 
 def peek(body: bytes) -> dict[str, str]:
@@ -330,15 +335,15 @@ class Pipeline:
                 try:
                     if rulebook.validate is not None:
                         rulebook.validate(item.message, references)
-                    applied = rulebook.apply(state, item.message, item.now)
-                    if isinstance(applied, Tab):
-                        told = outbound(
-                            rulebook.collection, state, applied, item.message, recorded, next_id
-                        )
-                        if told:
-                            applied = msgspec.structs.replace(
-                                applied, outbox=[*applied.outbox, *told]
-                            )
+                    while True:
+                        try:
+                            applied = self._applied(rulebook, state, item, recorded, next_id)
+                            break
+                        except PackedYearsNeeded as needed:
+                            found = await self._packed_years(rulebook, key, state, needed.years)
+                            if state is before:
+                                before = found
+                            state = found
                     state = applied
                     outcome = Outcome("applied", message=item.message)
                 except Rejected as refusal:
@@ -360,9 +365,12 @@ class Pipeline:
         for write in writes:
             if write.key not in conflicts:
                 version = write.expected_version + 1
-                self._remember(rulebook.collection, write.key, Stored(version, write.state))
+                # Kept as a load would find it: the packed years just written are in the store
+                # now, and a later write of this state must not send them again.
+                written = Stored(version, as_stored(write.state))
+                self._remember(rulebook.collection, write.key, written)
                 self._hold_outbox(rulebook.collection, write.key, version, write.state)
-                touched[write.key] = Stored(version, write.state)
+                touched[write.key] = written
         for key in conflicts:
             self._cache.pop((rulebook.collection, key), None)
         for key, items in by_key.items():
@@ -372,6 +380,39 @@ class Pipeline:
                 if item.index is not None:
                     outcomes[item.index] = decided[item.index]
         return {key: by_key[key] for key in conflicts}
+
+    @staticmethod
+    def _applied(
+        rulebook: Rulebook[Any],
+        state: Any,
+        item: _Item,
+        recorded: dt.datetime,
+        next_id: Callable[[], str],
+    ) -> Any:
+        """``state`` after ``item``, with what the change tells the outside world in its
+        outbox."""
+        applied = rulebook.apply(state, item.message, item.now)
+        if isinstance(applied, Tab):
+            told = outbound(rulebook.collection, state, applied, item.message, recorded, next_id)
+            if told:
+                applied = msgspec.structs.replace(applied, outbox=[*applied.outbox, *told])
+        return applied
+
+    async def _packed_years(
+        self, rulebook: Rulebook[Any], key: str, state: Any, years: frozenset[str]
+    ) -> Any:
+        """``state`` with the bytes of its packed ``years`` loaded (consumers/archive.py): a
+        message about a packed year needs them, the others never do."""
+        if any(state.archive[year].packed for year in years):  # a rule asked twice: a bug
+            raise RuntimeError(f"packed years {sorted(years)} of {key} asked for again")
+        digests = {year: state.archive[year].digest for year in years}
+        found = await self.store.parts(rulebook.collection, key, digests)
+        if len(found) < len(digests):
+            # Written before the state that names them and never changed or deleted: only a
+            # damaged database lacks them. The message fails, is retried, then dead-lettered.
+            missing = sorted(set(digests) - set(found))
+            raise MissingPackedYears(f"{rulebook.collection} {key}: packed years {missing} missing")
+        return loaded(state, found)
 
     async def _load(self, rulebook: Rulebook[Any], keys: list[str]) -> dict[str, Stored]:
         collection = rulebook.collection

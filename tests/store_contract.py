@@ -13,7 +13,7 @@ import pytest
 
 from contracts.outbound import Cause, OutboundMessage, StatusChanged
 from services.store import Store, Write
-from services.store.port import plain
+from services.store.port import COMPRESSED_FROM, plain
 
 
 class Thing(msgspec.Struct, kw_only=True):
@@ -30,6 +30,7 @@ class Boxed(msgspec.Struct, kw_only=True):
     name: str
     items: dict[str, list[dt.datetime]] = msgspec.field(default_factory=dict)
     outbox: list[OutboundMessage] = msgspec.field(default_factory=list)
+    blobs: dict[str, bytes] = msgspec.field(default_factory=dict)  # as a tab's packed years
 
 
 class Nested(msgspec.Struct, kw_only=True):
@@ -42,6 +43,20 @@ class Nested(msgspec.Struct, kw_only=True):
     at: dt.datetime
     due_at: dt.datetime | None = None
     items: dict[str, list[int]] = msgspec.field(default_factory=dict)
+
+
+class Part(msgspec.Struct, frozen=True, omit_defaults=True):
+    digest: str
+    packed: bytes = b""
+
+
+class Parted(msgspec.Struct, kw_only=True):
+    """A state whose parts' bytes the store keeps apart (as a tab's packed years)."""
+
+    STORED_APART: ClassVar[str] = "parts"
+
+    name: str
+    parts: dict[str, Part] = msgspec.field(default_factory=dict)
 
 
 T0 = dt.datetime(2026, 3, 1, 12, 0, 0, 123000, tzinfo=dt.UTC)
@@ -244,8 +259,8 @@ class StoreContract:
         self, store: Store
     ) -> None:
         """The fields no query looks into travel as one JSON text each (FerretDB converts every
-        nested field of a write), and load back as the values they were; an outbox found after
-        a crash among them."""
+        nested field of a write), compressed when long, and load back as the values they were;
+        an outbox found after a crash among them."""
         told = [
             StatusChanged(
                 id=f"things/o/1/{i}",
@@ -253,18 +268,20 @@ class StoreContract:
                 agency_id="a-1",
                 company_id="c-1",
                 domain="vat",
-                period=f"2026-0{i + 1}",
+                period=f"2026-{i % 12 + 1:02d}",
                 from_="upcoming",
                 to="late",
                 at=T0,
                 cause=Cause(kind="time", id="tick-1"),
             )
-            for i in range(3)
+            for i in range(20)
         ]
         state = Boxed(name="o", outbox=told, items={"a": [T0]})
         await store.save("things", [Write("o", 0, state), Write("e", 0, Boxed(name="e"))])
         (document,) = await store.fetch("things", ["o"])
-        assert isinstance(document["outbox"], str) and isinstance(document["items"], str)
+        assert isinstance(document["outbox"], bytes)  # twenty messages: long, so compressed
+        assert len(document["outbox"]) < len(msgspec.json.encode(told)) / 2
+        assert isinstance(document["items"], str)  # short: a text one can read
         assert document["name"] == "o"  # what queries look at stays a plain field
         assert document["outbox_pending"] is True
         assert plain(document, Boxed)["items"] == {"a": [T0]}
@@ -272,6 +289,48 @@ class StoreContract:
         assert (await store.load("things", Boxed, ["o"]))["o"].state == state
         pending = await store.pending_outboxes("things", Boxed)
         assert {key: stored.state for key, stored in pending.items()} == {"o": state}
+
+    async def test_bytes_are_stored_as_binary_and_load_back_as_they_were(
+        self, store: Store
+    ) -> None:
+        state = Boxed(name="b", blobs={"2024": bytes(range(256)), "2025": b""})
+        await store.save("things", [Write("b", 0, state)])
+        (document,) = await store.fetch("things", ["b"])
+        assert document["blobs"]["2024"] == bytes(range(256))  # not base64 text
+        assert (await store.load("things", Boxed, ["b"]))["b"].state == state
+
+    async def test_parts_are_kept_apart_and_loaded_only_when_asked_for(self, store: Store) -> None:
+        state = Parted(
+            name="p",
+            parts={"2024": Part("d24", bytes(range(256))), "2025": Part("d25", b"\x00" * 9)},
+        )
+        await store.save("things", [Write("p", 0, state)])
+        (document,) = await store.fetch("things", ["p"])
+        assert document["parts"] == {"2024": {"digest": "d24"}, "2025": {"digest": "d25"}}
+        loaded = (await store.load("things", Parted, ["p"]))["p"].state
+        assert loaded == Parted(name="p", parts={"2024": Part("d24"), "2025": Part("d25")})
+        found = await store.parts("things", "p", {"2024": "d24", "2025": "d25"})
+        assert found == {"2024": bytes(range(256)), "2025": b"\x00" * 9}
+        # A part is named by its digest: another digest is another document.
+        assert await store.parts("things", "p", {"2024": "other"}) == {}
+        assert await store.parts("things", "q", {"2024": "d24"}) == {}
+        # Saving a state that names a part already stored (loaded, or packed the same way
+        # again) keeps it as it is.
+        again = Parted(name="p2", parts={"2024": Part("d24", bytes(range(256)))})
+        await store.save("things", [Write("p", 1, again), Write("p3", 0, again)])
+        assert await store.parts("things", "p", {"2024": "d24"}) == {"2024": bytes(range(256))}
+        assert await store.parts("things", "p3", {"2024": "d24"}) == {"2024": bytes(range(256))}
+
+    async def test_a_long_text_written_before_texts_were_compressed_still_loads(
+        self, store: Store
+    ) -> None:
+        items = {str(i): [T0] for i in range(200)}
+        text = msgspec.json.encode(items).decode()
+        assert len(text) >= COMPRESSED_FROM  # what the store now compresses
+        await store.record("things", [{"_id": "t", "_v": 1, "name": "t", "items": text}])
+        assert (await store.load("things", Boxed, ["t"]))["t"].state.items == items
+        (document,) = await store.fetch("things", ["t"])
+        assert plain(document, Boxed)["items"]["199"] == [T0]
 
     async def test_a_document_written_with_nested_fields_still_loads(self, store: Store) -> None:
         """Documents written before a field was kept as text hold it nested."""

@@ -11,11 +11,14 @@ import base64
 import binascii
 import datetime as dt
 import json
+from collections import OrderedDict
 from typing import Any, Final
 
 import msgspec
+from msgspec.structs import replace
 from pymongo.asynchronous.database import AsyncDatabase
 
+from consumers.archive import PackedYear, opened_year, year_of
 from consumers.directory import CompanyEntry
 from consumers.registry import STATE_TYPES
 from consumers.stockholm import days_until, today
@@ -25,7 +28,10 @@ from services.api import schemas
 from services.api.overview import Filters, Listing, sort_key
 from services.pipeline import COMMAND_OUTCOMES
 from services.store.mongo import MongoStore
-from services.store.port import plain
+from services.store.port import part_id, plain
+
+# Packed years the API keeps in memory (a year of monthly periods: about 1 KB).
+PACKED_YEARS_KEPT: Final = 20_000
 
 # The tabs whose rows show the days left to their deadline. A stored row keeps only the
 # deadline: the days left change every day, and a row that changes every day would be written
@@ -83,6 +89,9 @@ class ReadModel:
         # one by one on FerretDB, where $in reads the whole collection).
         self.store = MongoStore(database)
         self.listing = Listing(self.store)
+        # Packed years by (tab kind, id of the year's document): a document that never changes
+        # (services/store/port.py), so a copy read once is good for good.
+        self._packed: OrderedDict[tuple[str, str], bytes] = OrderedDict()
 
     # ----------------------------------------------------------- companies
     async def company_entry(self, agency_id: str, company_id: str) -> dict[str, Any] | None:
@@ -151,11 +160,11 @@ class ReadModel:
     # ----------------------------------------------------------- tabs
     async def tab(self, domain: str, agency_id: str, company_id: str, now: dt.datetime) -> Any:
         found = await self.db[domain].find_one(
-            {"_id": _key(agency_id, company_id)}, {"header": 1, "periods": 1}
+            {"_id": _key(agency_id, company_id)}, {"header": 1, "periods": 1, "archive": 1}
         )
         doc = plain(found or {}, STATE_TYPES[domain])
         header = doc.get("header") or {}
-        rows = doc.get("periods") or []
+        rows = await self._with_packed_years(domain, doc, "periods")
         counts_days = domain in DAYS_LEFT_SHOWN
         day = today(now)
         for row in rows:
@@ -208,8 +217,12 @@ class ReadModel:
         """Every status change of every tab, newest first."""
         entries: list[dict[str, Any]] = []
         for name in [domain] if domain else schemas.DOMAINS:
-            doc = await self.db[name].find_one({"_id": _key(agency_id, company_id)}, {"history": 1})
-            entries += plain(doc or {}, STATE_TYPES[name]).get("history") or []
+            doc = await self.db[name].find_one(
+                {"_id": _key(agency_id, company_id)}, {"history": 1, "archive": 1}
+            )
+            entries += await self._with_packed_years(
+                name, plain(doc or {}, STATE_TYPES[name]), "history"
+            )
 
         def order(e: dict[str, Any]) -> tuple[str, str, str, str]:
             return (format_instant(e["at"]), e["domain"], e["period"], e["to"])
@@ -232,6 +245,52 @@ class ReadModel:
             for e in page
         ]
         return schemas.History(items=items, next_cursor=next_cursor)
+
+    async def _with_packed_years(
+        self, domain: str, doc: dict[str, Any], field: str
+    ) -> list[dict[str, Any]]:
+        """A tab's ``field`` (its rows, or its history) with those of its packed years
+        (consumers/archive.py), oldest year first, as plain values."""
+        found: list[dict[str, Any]] = doc.get(field) or []
+        archive = {
+            year: msgspec.convert(p, PackedYear) for year, p in (doc.get("archive") or {}).items()
+        }
+        if not archive:
+            return found
+        digests = {year: packed.digest for year, packed in archive.items()}
+        stored = await self._packed_years(domain, doc["_id"], digests)
+        missing = sorted(set(digests) - set(stored))
+        if missing:  # written before the tab that names them, never deleted
+            raise LookupError(f"{domain} {doc['_id']}: packed years {missing} missing")
+        packed = [
+            item
+            for year, data in sorted(stored.items())
+            for item in msgspec.to_builtins(
+                getattr(
+                    opened_year(STATE_TYPES[domain], replace(archive[year], packed=data)), field
+                ),
+                builtin_types=(dt.datetime,),
+            )
+        ]
+        # Each year is packed or not, and keeps its own order: sort stably by year.
+        return sorted([*packed, *found], key=lambda item: year_of(item["period"]))
+
+    async def _packed_years(
+        self, domain: str, key: str, digests: dict[str, str]
+    ) -> dict[str, bytes]:
+        found: dict[str, bytes] = {}
+        for year, digest in digests.items():
+            cached = self._packed.get((domain, part_id(key, year, digest)))
+            if cached is not None:
+                found[year] = cached
+                self._packed.move_to_end((domain, part_id(key, year, digest)))
+        wanted = {year: digest for year, digest in digests.items() if year not in found}
+        if wanted:
+            for year, data in (await self.store.parts(domain, key, wanted)).items():
+                found[year] = self._packed[(domain, part_id(key, year, wanted[year]))] = data
+            while len(self._packed) > PACKED_YEARS_KEPT:
+                self._packed.popitem(last=False)
+        return found
 
     async def notes(self, agency_id: str, company_id: str) -> schemas.Notes:
         doc = await self.db["notes"].find_one({"_id": _key(agency_id, company_id)}) or {}

@@ -9,11 +9,15 @@ from typing import Any
 
 from services.store.port import (
     OUTBOX_PENDING_FIELD,
+    PART_BYTES,
     VERSION_FIELD,
     Index,
     Stored,
     Write,
+    apart,
     from_document,
+    part_id,
+    parts_of,
     to_document,
 )
 
@@ -59,6 +63,10 @@ class MemoryStore:
 
     async def save(self, collection: str, writes: Sequence[Write]) -> set[str]:
         self._maybe_fail()
+        parts = self.collections.setdefault(apart(collection), {})
+        for write in writes:
+            for part in parts_of(write.key, write.state):
+                parts.setdefault(part["_id"], part)
         documents = self.collections.setdefault(collection, {})
         conflicts: set[str] = set()
         for write in writes:
@@ -71,6 +79,14 @@ class MemoryStore:
                 write.key, write.expected_version + 1, write.state, self.scope
             )
         return conflicts
+
+    async def parts(
+        self, collection: str, key: str, digests: Mapping[str, str]
+    ) -> dict[str, bytes]:
+        self._maybe_fail()
+        stored = self.collections.get(apart(collection), {})
+        found = {name: stored.get(part_id(key, name, digest)) for name, digest in digests.items()}
+        return {name: part[PART_BYTES] for name, part in found.items() if part is not None}
 
     async def due(
         self,

@@ -34,11 +34,15 @@ from consumers.stockholm import today as stockholm_day
 from services.store.port import (
     DUE_DAY_FIELD,
     OUTBOX_PENDING_FIELD,
+    PART_BYTES,
     VERSION_FIELD,
     Index,
     Stored,
     Write,
+    apart,
     from_document,
+    part_id,
+    parts_of,
     to_document,
 )
 
@@ -136,6 +140,9 @@ class MongoStore:
     async def save(self, collection: str, writes: Sequence[Write]) -> set[str]:
         if not writes:
             return set()
+        await self._put_parts(
+            apart(collection), [p for w in writes for p in parts_of(w.key, w.state)]
+        )
         target = self.database[collection]
         if await self.is_ferretdb():
             chunks = list(_chunks(writes, FERRETDB_CHUNK))
@@ -145,6 +152,27 @@ class MongoStore:
         for chunk in _chunks(writes, MONGO_CHUNK):
             conflicts |= await self._bulk_save(target, chunk)
         return conflicts
+
+    async def _put_parts(self, collection: str, parts: Sequence[dict[str, Any]]) -> None:
+        """Inserts the parts not yet stored: a part's document is named by its digest, so one
+        already there holds the same bytes."""
+        if not parts:
+            return
+        target = self.database[collection]
+        size = FERRETDB_CHUNK if await self.is_ferretdb() else MONGO_CHUNK
+        for chunk in _chunks(parts, size):
+            try:
+                await target.insert_many(list(chunk), ordered=False)
+            except BulkWriteError as error:
+                if any(e.get("code") != DUPLICATE_KEY for e in error.details["writeErrors"]):
+                    raise
+
+    async def parts(
+        self, collection: str, key: str, digests: Mapping[str, str]
+    ) -> dict[str, bytes]:
+        ids = {part_id(key, name, digest): name for name, digest in digests.items()}
+        found = await self._by_ids(apart(collection), list(ids))
+        return {ids[document["_id"]]: document[PART_BYTES] for document in found}
 
     async def _bulk_save(
         self, target: AsyncCollection[dict[str, Any]], writes: Sequence[Write]

@@ -8,7 +8,9 @@ import datetime as dt
 import re
 from typing import Any
 
+from consumers.bookkeeping import BookkeepingTab
 from consumers.stockholm import today
+from services.store.port import plain
 from tests import factories as f
 from tests.e2e.world import build_world, client
 from tests.harness import RunningSystem, Servers, eventually, publish
@@ -315,3 +317,79 @@ async def test_readiness_says_within_seconds_that_the_store_is_gone(
 
 async def _ready(api: Any) -> bool:
     return bool((await api.get("/readyz")).status_code == 200)
+
+
+async def test_a_company_with_years_behind_it_shows_them_all(
+    running_system: RunningSystem, mongo: Any
+) -> None:
+    """Settled years are packed in the tab's document (consumers/archive.py); the tab, its
+    history, the overview's counts and a consultant's action on an old period show them as
+    if nothing were packed."""
+    company = "c-7007"
+    months = [f"{y}-{m:02d}" for y in (2023, 2024, 2025) for m in range(1, 13)]
+    events = [
+        f.user_changed("u-1", "anna@byran.se", "2023-01-01T08:00", name="Anna Konsult"),
+        f.details(
+            "2023-01-02T08:00",
+            company_id=company,
+            name="Gamla Bolaget AB",
+            fiscal_year_start="2023-01-01",
+            fiscal_year_end="2023-12-31",
+        ),
+        *[f.submitted(m, f"{m}-27T09:00", company_id=company) for m in months],
+        # Something today, so the tab is worked out now (else the clock's next sweep does).
+        f.uploaded(dt.datetime.now(dt.UTC).isoformat(), company_id=company),
+    ]
+    await publish(running_system.settings.amqp_url, events)
+    tabs = mongo[running_system.settings.mongo_db]["bookkeeping"]
+    key = f"{f.AGENCY}/{company}"
+
+    async def packed() -> bool:
+        stored = await tabs.find_one({"_id": key})
+        return stored is not None and "2025" in plain(stored, BookkeepingTab)["archive"]
+
+    await eventually(packed, timeout=60, what="the settled years to be packed")
+    stored = await tabs.find_one({"_id": key})
+    assert stored is not None
+    archive = plain(stored, BookkeepingTab)["archive"]
+    assert list(archive) == ["2023", "2024", "2025"]
+    # The tab's own document names each packed year; its bytes live in a document of their own.
+    year = archive["2024"]
+    assert set(year) == {"counts", "digest"} and year["counts"] == {"new": 12}
+    part = await mongo[running_system.settings.mongo_db]["bookkeeping_packed"].find_one(
+        {"_id": f"{key}/2024/{year['digest']}"}
+    )
+    assert part is not None and isinstance(part["packed"], bytes)
+    rows = plain(stored, BookkeepingTab)["periods"]
+    assert rows and all(row["period"] >= "2026" for row in rows)
+
+    async with client(running_system, "u-1") as api:
+        assert (await api.post(f"/v1/companies/{company}/users/me")).status_code == 200
+        tab = (await api.get(f"/v1/companies/{company}/bookkeeping")).json()
+        shown = [row["period"] for row in tab["periods"]]
+        this_month = today(dt.datetime.now(dt.UTC)).isoformat()[:7]
+        assert shown[:36] == months and shown[-1] == this_month
+        assert shown == sorted(shown)
+        may = tab["periods"][16]
+        assert (may["period"], may["status"]) == ("2024-05", "new")
+        assert may["days_left"] == days_to(may["deadline"])
+        history = (
+            await api.get(
+                f"/v1/companies/{company}/history",
+                params={"domain": "bookkeeping", "limit": 200},
+            )
+        ).json()["items"]
+        assert {i["period"] for i in history if i["to"] == "new"} == set(months)
+
+        # A consultant's action on a packed period: the row answered, the tab, the overview.
+        done = await api.put(
+            f"/v1/companies/{company}/bookkeeping/periods/2024-05/status",
+            json={"status": "done"},
+        )
+        assert done.status_code == 200, done.text
+        assert done.json()["status"] == "done"
+        tab = (await api.get(f"/v1/companies/{company}/bookkeeping")).json()
+        assert tab["periods"][16]["status"] == "done"
+        overview = (await api.get("/v1/companies", params={"q": "Gamla"})).json()["items"]
+        counts = overview[0]["domains"]["bookkeeping"]["counts"]
+        assert (counts["new"], counts["done"]) == (35, 1)
