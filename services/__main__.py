@@ -28,7 +28,7 @@ import structlog
 import uvicorn
 
 from consumers.registry import CONSUMERS, ConsumerDefinition, consumers
-from services import demo, logs, operations, tail
+from services import demo, heap, logs, operations, tail
 from services.api.app import create_app
 from services.clock import Clock
 from services.config import MAX_PARTITIONS, Settings
@@ -126,6 +126,7 @@ async def run_processes(
             tasks.append(serve_api(settings, stop))
         return tasks
 
+    heap.settle()
     try:
         await run_until_signalled(settings, build)
     finally:

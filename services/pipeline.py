@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 import json
-from collections import OrderedDict, defaultdict
+from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
@@ -32,6 +32,7 @@ from services.listings import LISTED_VERSION, ListingWriter
 from services.listings import build as build_listings
 from services.outbox import OutboxLedger, Unpublished
 from services.signing import is_signed
+from services.state_cache import StateCache
 from services.store import Store, Stored, Write, is_unavailable
 from services.store.port import PARTITION_FIELD
 from services.sweep import Sweeper
@@ -154,8 +155,9 @@ class Pipeline:
         # The aggregates this writer read or wrote last, so that a message for one of them
         # costs one write and no read. A copy gone stale (another replica wrote meanwhile) is
         # caught by the version check of the write, which then reloads it.
-        self.cache_size = cache_size
-        self._cache: OrderedDict[tuple[str, str], Stored] = OrderedDict()
+        self._cache = StateCache(
+            {r.collection: r.state_type for r in definition.rulebooks}, cache_size
+        )
         clocked = [r.collection for r in definition.rulebooks if r.follows_clock]
         self.sweeper = Sweeper(
             store,
@@ -368,11 +370,11 @@ class Pipeline:
                 # Kept as a load would find it: the packed years just written are in the store
                 # now, and a later write of this state must not send them again.
                 written = Stored(version, as_stored(write.state))
-                self._remember(rulebook.collection, write.key, written)
+                self._cache.put(rulebook.collection, write.key, written)
                 self._hold_outbox(rulebook.collection, write.key, version, write.state)
                 touched[write.key] = written
         for key in conflicts:
-            self._cache.pop((rulebook.collection, key), None)
+            self._cache.pop(rulebook.collection, key)
         for key, items in by_key.items():
             if key in conflicts:
                 continue
@@ -419,16 +421,15 @@ class Pipeline:
         found: dict[str, Stored] = {}
         missing = []
         for key in keys:
-            cached = self._cache.get((collection, key))
+            cached = self._cache.get(collection, key)
             if cached is None:
                 missing.append(key)
             else:
                 found[key] = cached
-                self._cache.move_to_end((collection, key))
         if missing:
             loaded = await self.store.load(collection, rulebook.state_type, missing)
             for key, stored in loaded.items():
-                self._remember(collection, key, stored)
+                self._cache.put(collection, key, stored)
                 # Left unpublished by a writer that stopped (or crashed) after its write.
                 self._hold_outbox(collection, key, stored.version, stored.state)
             found.update(loaded)
@@ -447,9 +448,9 @@ class Pipeline:
                 continue
             pending = await self.store.pending_outboxes(rulebook.collection, rulebook.state_type)
             for key, stored in pending.items():
-                cached = self._cache.get((rulebook.collection, key))
+                cached = self._cache.get(rulebook.collection, key)
                 if cached is None or cached.version <= stored.version:
-                    self._remember(rulebook.collection, key, stored)
+                    self._cache.put(rulebook.collection, key, stored)
                     self._hold_outbox(rulebook.collection, key, stored.version, stored.state)
                     found += 1
         return found
@@ -458,10 +459,11 @@ class Pipeline:
         """``ids`` of ``item`` are confirmed by the broker: they leave the remembered state now,
         and the stored one with the aggregate's next write (or ``tidy``)."""
         self.outbox.confirm(item.collection, item.key, ids)
-        cached = self._cache.get((item.collection, item.key))
+        cached = self._cache.get(item.collection, item.key)
         if cached is not None:
             state = self._without_confirmed(cached.state)
-            self._cache[(item.collection, item.key)] = Stored(cached.version, state)
+            if state is not cached.state:
+                self._cache.put(item.collection, item.key, Stored(cached.version, state))
 
     def _without_confirmed(self, state: Any) -> Any:
         remaining = [m for m in state.outbox if not self.outbox.is_confirmed(m.id)]
@@ -474,7 +476,7 @@ class Pipeline:
         how many were written. For a consumer with nothing else to do."""
         by_collection: dict[str, list[tuple[str, Stored | None]]] = defaultdict(list)
         for collection, key in self.outbox.untidy(limit):
-            by_collection[collection].append((key, self._cache.get((collection, key))))
+            by_collection[collection].append((key, self._cache.get(collection, key)))
         written = 0
         for collection, entries in by_collection.items():
             rulebook = self._rulebook(collection)
@@ -491,20 +493,12 @@ class Pipeline:
             conflicts = await self.store.save(collection, writes)
             for write in writes:
                 if write.key in conflicts:  # another writer was first; its write holds the truth
-                    self._cache.pop((collection, write.key), None)
+                    self._cache.pop(collection, write.key)
                     continue
                 stored = Stored(write.expected_version + 1, write.state)
-                self._remember(collection, write.key, stored)
+                self._cache.put(collection, write.key, stored)
                 written += 1
         return written
-
-    def _remember(self, collection: str, key: str, stored: Stored) -> None:
-        if self.cache_size <= 0:
-            return
-        self._cache[(collection, key)] = stored
-        self._cache.move_to_end((collection, key))
-        while len(self._cache) > self.cache_size:
-            self._cache.popitem(last=False)
 
     def forget(self) -> None:
         """Drops what this writer remembers (a new session: others may have written since)."""

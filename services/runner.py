@@ -156,6 +156,7 @@ class ConsumerRunner:
         if partition is not None:
             self.log = self.log.bind(partition=partition)
         self._prepared = False
+        self._behind = False  # the last batch was full: the next one waits a little to fill
         self._published: dict[str, int] = {}  # counts already added to the shared counters
         self._relaying: asyncio.Task[None] | None = None
         self._relay_lock = asyncio.Lock()
@@ -330,7 +331,12 @@ class ConsumerRunner:
             getter.cancel()
             return []
         batch = [getter.result()]
-        deadline = asyncio.get_running_loop().time() + self.settings.batch_linger_ms / 1000
+        # Wait for more only while behind (the batch before was full): then a short wait fills
+        # the batch and saves writes. A consumer that keeps up hands a lone message (a
+        # consultant's command, say) over at once; under load its batches fill by themselves,
+        # with what arrives while the one before is written.
+        linger_s = self.settings.batch_linger_ms / 1000 if self._behind else 0.0
+        deadline = asyncio.get_running_loop().time() + linger_s
         while len(batch) < self.settings.batch_size:
             if not inbox.empty():
                 batch.append(inbox.get_nowait())
@@ -342,6 +348,7 @@ class ConsumerRunner:
                 batch.append(await asyncio.wait_for(inbox.get(), remaining))
             except TimeoutError:
                 break
+        self._behind = len(batch) >= self.settings.batch_size
         return batch
 
     def _drain(

@@ -146,6 +146,8 @@ async def test_a_command_retried_after_a_passing_failure_still_answers(system: S
     await system.start("bookkeeping")
     await publish(system.settings.amqp_url, [f.details("2026-01-02T08:00")])
     await eventually(lambda: system.document("bookkeeping", KEY), what="the tab")
+    # Settled, so its listing is written too: the write that fails below is the command's.
+    await eventually(lambda: system.runners["bookkeeping"].counters.applied == 1, what="settled")
     save = system.store.save
     failed = []
 
