@@ -703,25 +703,40 @@ async def _all_drained(settings: Settings, queues: list[str]) -> bool:
     return _unsettled(settings, queues) == 0
 
 
+# The collections a tick sweeps, and the consumers that own them.
+CLOCKED = {
+    rulebook.collection: name
+    for name, definition in CONSUMERS.items()
+    for rulebook in definition.rulebooks
+    if rulebook.follows_clock
+}
+
+
 async def sweep(settings: Settings) -> tuple[int, float]:
-    """A tick 40 days ahead: every bookkeeping tab has a deadline passed and a month begun.
-    The aggregates counted are those the bookkeeping consumer handed the tick to."""
+    """A tick 40 days ahead: every tab has a deadline passed or a period begun. Timed until
+    every clock-following collection's watermark has passed the tick and every queue is empty
+    with nothing unacknowledged (the sweep's outbound events published); the aggregates
+    counted are those the tick was applied to, over every owner."""
     client = connect(settings.mongo_url, 5000)
     database = client[settings.mongo_db]
     try:
         tick_at = dt.datetime.now(dt.UTC) + dt.timedelta(days=40)
-        before = await _swept(database)
+        owners = sorted(set(CLOCKED.values()))
+        before = await _swept(database, owners)
         started = time.monotonic()
         async with await aio_pika.connect(settings.amqp_url) as connection:
             await publish_tick(await connection.channel(), tick_at, SECRET, 600)
 
         async def swept() -> bool:
-            mark = await database[SWEEPS].find_one({"_id": "bookkeeping"})
-            return bool(mark) and mark[NEXT_DUE] > tick_at
+            marks = await database[SWEEPS].find({"_id": {"$in": list(CLOCKED)}}).to_list(None)
+            passed = {m["_id"] for m in marks if m.get(NEXT_DUE) and m[NEXT_DUE] > tick_at}
+            return passed == set(CLOCKED)
 
         await until(swept, "the sweep")
+        queues = [queue_name(n) for n in CONSUMERS]
+        await until(lambda: _all_drained(settings, queues), "the sweep's messages")
         seconds = time.monotonic() - started
-        return await _swept(database) - before, seconds
+        return await _swept(database, owners) - before, seconds
     finally:
         await client.close()
 
@@ -784,9 +799,12 @@ def sweep_markdown(companies: int, rows: list[tuple[str, int, float]], command: 
     )
 
 
-async def _swept(database: Any) -> int:
-    stats = await database["consumer_stats"].find_one({"_id": "bookkeeping"})
-    return int((stats or {}).get("swept", 0))
+async def _swept(database: Any, consumers: list[str] | None = None) -> int:
+    total = 0
+    for name in consumers or ["bookkeeping"]:
+        stats = await database["consumer_stats"].find_one({"_id": name})
+        total += int((stats or {}).get("swept", 0))
+    return total
 
 
 async def api_latency(base: str, requests: int = 200) -> dict[str, tuple[float, float, int, int]]:
