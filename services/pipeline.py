@@ -137,7 +137,7 @@ class Pipeline:
         conflict_retries: int = 10,
         tick_chunk: int = 128,
         sweep_page: int = 2000,
-        cache_size: int = 5000,
+        cache_size: int = 20_000,
         secret: str = "",
         max_clock_skew: dt.timedelta = dt.timedelta(minutes=5),
         partition: int | None = None,
@@ -424,6 +424,9 @@ class Pipeline:
             cached = self._cache.get(collection, key)
             if cached is None:
                 missing.append(key)
+            elif isinstance(cached.state, Tab):
+                # What the broker confirmed since it was cached leaves its outbox now.
+                found[key] = Stored(cached.version, self._without_confirmed(cached.state))
             else:
                 found[key] = cached
         if missing:
@@ -456,14 +459,10 @@ class Pipeline:
         return found
 
     def published(self, item: Unpublished, ids: set[str]) -> None:
-        """``ids`` of ``item`` are confirmed by the broker: they leave the remembered state now,
-        and the stored one with the aggregate's next write (or ``tidy``)."""
+        """``ids`` of ``item`` are confirmed by the broker: they leave the remembered state when
+        it is next loaded (rather than decoding and encoding it again now), and the stored one
+        with the aggregate's next write (or ``tidy``)."""
         self.outbox.confirm(item.collection, item.key, ids)
-        cached = self._cache.get(item.collection, item.key)
-        if cached is not None:
-            state = self._without_confirmed(cached.state)
-            if state is not cached.state:
-                self._cache.put(item.collection, item.key, Stored(cached.version, state))
 
     def _without_confirmed(self, state: Any) -> Any:
         remaining = [m for m in state.outbox if not self.outbox.is_confirmed(m.id)]

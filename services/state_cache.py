@@ -1,11 +1,11 @@
 """The states a writer read or wrote last, kept encoded.
 
-A cached tab as Python objects is hundreds of objects (rows, facts, history entries, their
-lists), and a consumer keeps thousands of them: the collector's full passes, which walk every
-live object, then took 100-200 ms at 1,000 companies, and stopped the whole process (the main
-job's API and all its consumers) every few seconds under load. Encoded, a state is one bytes
-object, which the collector never walks; decoding one on a hit costs tens of microseconds,
-against a read from the store saved.
+A cached tab of a year as Python objects is dozens of objects (rows, facts, history entries,
+their lists), and a consumer keeps thousands of tabs: the collector's full passes, which walk
+every tracked object, then took 100-200 ms at 1,000 companies, and stopped the whole process
+(the main job's API and all its consumers) every few seconds under load. Encoded, a state is
+one bytes object, which the collector never walks; decoding one on a hit costs tens of
+microseconds, against a read from the store saved.
 """
 
 from __future__ import annotations
