@@ -47,15 +47,15 @@ class CompanyEntry(msgspec.Struct, kw_only=True):
     listed_version: int = 0
 
 
-def listed(entry: CompanyEntry) -> list[Any]:
+def listed(entry: CompanyEntry) -> tuple[Any, ...]:
     """What the overview shows of a company and filters on (consumers/listing.py)."""
-    return [
+    return (
         entry.name,
         entry.org_number,
         entry.org_number_digits,
         entry.responsible_user_id,
         entry.connected,
-    ]
+    )
 
 
 def apply_company(

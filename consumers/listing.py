@@ -30,10 +30,13 @@ SHARDS: Final = 8
 COLLECTION: Final = "listings"
 # The layout of shards and heads: a consumer that finds the listings of its kinds built in
 # another layout (or another number of shards) lists every stored aggregate again.
-LAYOUT: Final = f"{SHARDS} shards, heads"
+LAYOUT: Final = f"{SHARDS} shards, heads, flat counts"
 
-# An entry: [listed_version, *summary], the summary as the owner's rulebook lists it.
-Entry = list[Any]
+# An entry: (listed_version, *summary), the summary as the owner's rulebook lists it. A tuple of
+# plain values (a tab's counts are a dict of numbers): the collector stops tracking such tuples,
+# so the entries that writers and the API hold, one per company and kind, add nothing to the
+# collector's full passes, which stop the whole process.
+Entry = tuple[Any, ...]
 
 
 class ListingShard(msgspec.Struct, kw_only=True):

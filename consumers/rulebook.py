@@ -76,7 +76,7 @@ class Rulebook(Generic[State]):
     validate: Callable[[Any, Mapping[Ref, Any]], None] | None = None
     # What the overview shows of an aggregate (consumers/listing.py), for the kinds it lists:
     # the runtime keeps it in the owner's listing shards. The state then has `listed_version`.
-    listed: Callable[[State], list[Any]] | None = None
+    listed: Callable[[State], tuple[Any, ...]] | None = None
 
 
 def later(current: dt.datetime | None, now: dt.datetime) -> dt.datetime:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 from collections import Counter
 from collections.abc import Iterable, Sequence
+from itertools import chain
 from typing import Any, ClassVar, Final, Protocol, TypeVar
 
 import msgspec
@@ -76,9 +77,29 @@ class Tab(msgspec.Struct, kw_only=True):
         return False
 
 
-def listed(tab: Tab) -> list[Any]:
-    """What the overview shows of a tab (consumers/listing.py)."""
-    return [tab.latest_period, tab.latest_status, tab.counts]
+def listed(tab: Tab) -> tuple[Any, ...]:
+    """What the overview shows of a tab (consumers/listing.py): the latest period and its
+    status, then the counts flat, status and number in turn, by status. Plain values only: a
+    dict in the entry would keep the collector walking it (consumers/listing.py, `Entry`)."""
+    return (tab.latest_period, tab.latest_status, *chain.from_iterable(sorted(tab.counts.items())))
+
+
+def listed_count(entry: Sequence[Any], start: int, status: str) -> int:
+    """The count of ``status`` in a listing entry whose counts begin at ``start``."""
+    if len(entry) > start and isinstance(entry[start], dict):  # listed before LAYOUT's "flat"
+        return int(entry[start].get(status, 0))
+    try:
+        return int(entry[entry.index(status, start) + 1])  # statuses are text, counts numbers
+    except ValueError:
+        return 0
+
+
+def listed_counts(entry: Sequence[Any], start: int) -> dict[str, int]:
+    """Every count of a listing entry whose counts begin at ``start``."""
+    if len(entry) > start and isinstance(entry[start], dict):  # listed before LAYOUT's "flat"
+        return dict(entry[start])
+    flat = entry[start:]
+    return dict(zip(flat[::2], flat[1::2], strict=True))
 
 
 class _Row(Protocol):

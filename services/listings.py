@@ -46,14 +46,14 @@ class ListingWriter:
         self._cache: OrderedDict[str, Stored] = OrderedDict()
 
     async def put(
-        self, kind: str, listed: Callable[[Any], list[Any]], states: Iterable[Stored]
+        self, kind: str, listed: Callable[[Any], tuple[Any, ...]], states: Iterable[Stored]
     ) -> int:
         """Sets the entries of ``states`` (aggregates of ``kind`` as stored) where they are newer
         than the listing's, then raises the agencies' heads; the number of shards written."""
         wanted: dict[tuple[str, int], dict[str, Entry]] = defaultdict(dict)
         for stored in states:
             state = stored.state
-            entry = [getattr(state, LISTED_VERSION), *listed(state)]
+            entry = (getattr(state, LISTED_VERSION), *listed(state))
             wanted[(state.agency_id, shard_of(state.company_id))][state.company_id] = entry
         pending = {shard_key(kind, agency, n): (agency, n, e) for (agency, n), e in wanted.items()}
         # The version of each shard as it now stands, by agency: what its head must reach.

@@ -12,15 +12,16 @@ message is published at least once; a repeat has the same id.
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from dataclasses import dataclass, replace
 from typing import Final
 
 from contracts.outbound import OutboundMessage
+from services.recent import Recent
 
 # Ids the broker confirmed that this writer remembers, so that a later write or load of the same
 # aggregate, whose outbox may still hold them, does not send them again but clears them.
-# Bounded: forgetting one costs at most a repeat, which subscribers drop by id.
+# Bounded: forgetting one costs at most a repeat, which subscribers drop by id. Kept where the
+# collector never looks (services/recent.py).
 CONFIRMED_MEMORY: Final = 100_000
 
 
@@ -39,7 +40,7 @@ class OutboxLedger:
         self._unpublished: dict[tuple[str, str], Unpublished] = {}
         self._untidy: set[tuple[str, str]] = set()
         self._in_flight: set[str] = set()  # taken for publishing, not yet confirmed
-        self._confirmed: OrderedDict[str, None] = OrderedDict()
+        self._confirmed: Recent[None] = Recent(CONFIRMED_MEMORY)
 
     def hold(
         self, collection: str, key: str, version: int, messages: list[OutboundMessage]
@@ -77,9 +78,7 @@ class OutboxLedger:
         """The broker confirmed ``ids``: they are to leave the aggregate's stored outbox."""
         self._in_flight.difference_update(ids)
         for message_id in ids:
-            self._confirmed[message_id] = None
-        while len(self._confirmed) > CONFIRMED_MEMORY:
-            self._confirmed.popitem(last=False)
+            self._confirmed.put(message_id, None)
         if ids:
             self._untidy.add((collection, key))
 

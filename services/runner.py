@@ -75,6 +75,11 @@ SOURCE_HEADER = "x-source"
 # How long a consumer must have had nothing to do before it rewrites documents to clear their
 # published outbound messages: never while a backlog is being applied.
 IDLE_BEFORE_TIDY_S = 2.0
+# Then it clears a few at a time, with a pause between (a message still comes first): after a
+# sweep every tab of every kind waits to be cleared, and clearing them in large steps stopped
+# the process and the store long enough to be felt by the API's readers.
+TIDY_STEP = 8
+TIDY_PAUSE_S = 0.25
 # How long the broker may take to answer a relay's commit; then the channel is dropped and what
 # it carried is published again (subscribers drop a repeat by its id).
 COMMIT_TIMEOUT_S = 60.0
@@ -157,6 +162,7 @@ class ConsumerRunner:
             self.log = self.log.bind(partition=partition)
         self._prepared = False
         self._behind = False  # the last batch was full: the next one waits a little to fill
+        self._tidying = False  # idle, and clearing published outbound messages step by step
         self._published: dict[str, int] = {}  # counts already added to the shared counters
         self._relaying: asyncio.Task[None] | None = None
         self._relay_lock = asyncio.Lock()
@@ -183,16 +189,20 @@ class ConsumerRunner:
                     if self.pipeline.sweeping:  # batches first, a sweep step between them
                         batch = self._drain(inbox)
                     elif self.pipeline.outbox.has_untidy or self.pipeline.outbox.has_unpublished:
-                        batch = await self._next_batch(inbox, stop, closed, IDLE_BEFORE_TIDY_S)
+                        idle = TIDY_PAUSE_S if self._tidying else IDLE_BEFORE_TIDY_S
+                        batch = await self._next_batch(inbox, stop, closed, idle)
                         if not batch and not stop.is_set():
                             # Nothing else to do for a while: publish what failed before, and
                             # clear what was published from the stored documents.
                             self._kick_relay(channel)
                             await self._relayed()
                             await self._tidy()
+                            self._tidying = True
                             continue
                     else:
                         batch = await self._next_batch(inbox, stop, closed)
+                    if batch:
+                        self._tidying = False
                     if batch and not recovered_on_first_batch:
                         # A replica that stood by gets its first batch once it is the active
                         # one: the one before it may have left messages unpublished.
@@ -294,7 +304,7 @@ class ConsumerRunner:
 
     async def _tidy(self) -> None:
         try:
-            await self.pipeline.tidy()
+            await self.pipeline.tidy(TIDY_STEP)
         except Exception as error:  # harmless: a restart publishes them again, same ids
             self.log.warning("could not clear published outbound messages", error=str(error))
 

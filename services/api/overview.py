@@ -25,6 +25,7 @@ from consumers.listing import (
     shard_key,
     shard_keys,
 )
+from consumers.tab import listed_count, listed_counts
 from services.api import schemas
 from services.store import Store, Stored
 from services.store.port import from_document
@@ -34,6 +35,7 @@ COMPANIES: Final = "companies"
 _NAME, _ORG, _DIGITS, _RESPONSIBLE, _CONNECTED = 1, 2, 3, 4, 5
 _LATEST_PERIOD, _LATEST_STATUS, _COUNTS = 1, 2, 3
 KINDS: Final = (COMPANIES, *schemas.DOMAINS)
+DOMAIN_AT: Final[dict[str, int]] = {domain: place for place, domain in enumerate(schemas.DOMAINS)}
 # Agencies whose joined list is kept (the shards' decoded entries go with it).
 AGENCIES_KEPT: Final = 64
 
@@ -45,11 +47,14 @@ def sort_key(name: str | None, company_id: str) -> SortKey:
     return (name is not None, name or "", company_id)
 
 
-@dataclass(frozen=True)
-class _Row:
-    key: SortKey
-    company: Entry
-    tabs: dict[str, Entry]  # updated in place when only a tab's shard moved
+# A row: (sort key, the company's entry, its tabs' entries in `DOMAINS` order, None where it has
+# none). Plain tuples of plain values all through: the collector stops tracking those (not a
+# tuple's subclass), so an agency of 10,000 companies held here adds next to nothing to its
+# full passes, which stop the whole process.
+_Row = tuple[SortKey, Entry, tuple[Entry | None, ...]]
+_KEY: Final = 0
+_COMPANY: Final = 1
+_TABS: Final = 2
 
 
 @dataclass
@@ -57,7 +62,7 @@ class _Agency:
     shards: dict[str, Stored]  # ListingShard states, by shard key
     rows: list[_Row]
     keys: list[SortKey]
-    by_company: dict[str, _Row]
+    at: dict[str, int]  # each company's place in `rows`
 
 
 @dataclass(frozen=True)
@@ -89,7 +94,7 @@ class Listing:
                     break
         page = found[:limit]
         items = [_item(row) for row in page]
-        return items, page[-1].key if len(found) > limit else None
+        return items, page[-1][_KEY] if len(found) > limit else None
 
     async def _agency(self, agency_id: str) -> _Agency:
         """The agency's rows as of its heads: only the shards whose head moved past the copy
@@ -111,10 +116,15 @@ class Listing:
             # Only tabs moved: the order (by the companies' names) stands; the rows take the
             # moved shards' entries, without sorting the agency again.
             for key in stale:
-                kind = key.split("/", 1)[0]
+                domain = DOMAIN_AT[key.split("/", 1)[0]]
                 for company_id, entry in shards[key].state.entries.items():
-                    if (row := kept.by_company.get(company_id)) is not None:
-                        row.tabs[kind] = entry
+                    if (place := kept.at.get(company_id)) is not None:
+                        by, company, tabs = kept.rows[place]
+                        kept.rows[place] = (
+                            by,
+                            company,
+                            (*tabs[:domain], entry, *tabs[domain + 1 :]),
+                        )
             kept.shards = shards
             self._agencies.move_to_end(agency_id)
             return kept
@@ -135,17 +145,22 @@ def _join(agency_id: str, shards: dict[str, Stored]) -> _Agency:
     domains: Sequence[str] = schemas.DOMAINS
     rows = sorted(
         (
-            _Row(
+            (
                 sort_key(company[_NAME], company_id),
                 company,
-                {d: by_kind[d][company_id] for d in domains if company_id in by_kind[d]},
+                tuple(by_kind[d].get(company_id) for d in domains),
             )
             for company_id, company in by_kind[COMPANIES].items()
             if company[_CONNECTED]
         ),
-        key=lambda row: row.key,
+        key=lambda row: row[_KEY],
     )
-    return _Agency(shards, rows, [row.key for row in rows], {row.key[2]: row for row in rows})
+    return _Agency(
+        shards,
+        rows,
+        [row[_KEY] for row in rows],
+        {row[_KEY][2]: place for place, row in enumerate(rows)},
+    )
 
 
 def _matcher(filters: Filters) -> Any:
@@ -153,14 +168,15 @@ def _matcher(filters: Filters) -> Any:
     overview made of the store before it had a listing."""
     text = re.compile(re.escape(filters.q), re.IGNORECASE) if filters.q else None
     digits = re.sub(r"\D", "", filters.q) if filters.q else ""
+    domain = DOMAIN_AT[filters.domain] if filters.domain is not None else None
 
     def matches(row: _Row) -> bool:
-        company = row.company
+        company = row[_COMPANY]
         if filters.responsible is not None and company[_RESPONSIBLE] != filters.responsible:
             return False
-        if filters.domain is not None and filters.status is not None:
-            tab = row.tabs.get(filters.domain)
-            if tab is None or not (tab[_COUNTS] or {}).get(filters.status, 0) > 0:
+        if domain is not None and filters.status is not None:
+            tab = row[_TABS][domain]
+            if tab is None or not listed_count(tab, _COUNTS, filters.status) > 0:
                 return False
         if text is not None:
             named = company[_NAME] is not None and text.search(company[_NAME]) is not None
@@ -173,9 +189,9 @@ def _matcher(filters: Filters) -> Any:
 
 
 def _item(row: _Row) -> schemas.OverviewItem:
-    company = row.company
+    company = row[_COMPANY]
     return schemas.OverviewItem(
-        company_id=row.key[2],
+        company_id=row[_KEY][2],
         name=company[_NAME],
         org_number=company[_ORG],
         responsible_user_id=company[_RESPONSIBLE],
@@ -183,8 +199,9 @@ def _item(row: _Row) -> schemas.OverviewItem:
             domain: schemas.DomainSummary(
                 latest_period=tab[_LATEST_PERIOD],
                 latest_status=tab[_LATEST_STATUS],
-                counts=tab[_COUNTS] or {},
+                counts=listed_counts(tab, _COUNTS),
             )
-            for domain, tab in row.tabs.items()
+            for domain, tab in zip(schemas.DOMAINS, row[_TABS], strict=True)
+            if tab is not None
         },
     )

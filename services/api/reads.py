@@ -11,7 +11,6 @@ import base64
 import binascii
 import datetime as dt
 import json
-from collections import OrderedDict
 from typing import Any, Final
 
 import msgspec
@@ -27,6 +26,7 @@ from contracts.status import LABELS
 from services.api import schemas
 from services.api.overview import Filters, Listing, sort_key
 from services.pipeline import COMMAND_OUTCOMES
+from services.recent import Recent
 from services.store.mongo import MongoStore
 from services.store.port import part_id, plain
 
@@ -91,7 +91,7 @@ class ReadModel:
         self.listing = Listing(self.store)
         # Packed years by (tab kind, id of the year's document): a document that never changes
         # (services/store/port.py), so a copy read once is good for good.
-        self._packed: OrderedDict[tuple[str, str], bytes] = OrderedDict()
+        self._packed: Recent[bytes] = Recent(PACKED_YEARS_KEPT)
 
     # ----------------------------------------------------------- companies
     async def company_entry(self, agency_id: str, company_id: str) -> dict[str, Any] | None:
@@ -280,16 +280,14 @@ class ReadModel:
     ) -> dict[str, bytes]:
         found: dict[str, bytes] = {}
         for year, digest in digests.items():
-            cached = self._packed.get((domain, part_id(key, year, digest)))
+            cached = self._packed.get(f"{domain}/{part_id(key, year, digest)}")
             if cached is not None:
                 found[year] = cached
-                self._packed.move_to_end((domain, part_id(key, year, digest)))
         wanted = {year: digest for year, digest in digests.items() if year not in found}
         if wanted:
             for year, data in (await self.store.parts(domain, key, wanted)).items():
-                found[year] = self._packed[(domain, part_id(key, year, wanted[year]))] = data
-            while len(self._packed) > PACKED_YEARS_KEPT:
-                self._packed.popitem(last=False)
+                self._packed.put(f"{domain}/{part_id(key, year, wanted[year])}", data)
+                found[year] = data
         return found
 
     async def notes(self, agency_id: str, company_id: str) -> schemas.Notes:

@@ -9,7 +9,9 @@ import dataclasses
 import json
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +20,7 @@ import aio_pika
 from contracts.outbound import EVENTS_EXCHANGE
 from services.clock import publish_tick
 from services.config import Settings
+from services.runner import TIDY_PAUSE_S, TIDY_STEP
 from tests import factories as f
 from tests.harness import (
     ROOT,
@@ -157,6 +160,7 @@ CRASHING_CONSUMER = """
 import asyncio, os, sys
 from services.__main__ import definition, run_processes
 from services.config import Settings
+from services.runner import TIDY_PAUSE_S, TIDY_STEP
 from services.runner import ConsumerRunner
 
 async def crash(self, channel):
@@ -247,6 +251,53 @@ async def test_what_the_broker_refuses_is_published_again_until_it_takes_it(
         assert len(copies()) == seen  # no more tries once taken
         assert {c["id"] for c in copies()} == {copies()[0]["id"]}
         assert copies()[0]["cause"]["id"] == submission.id
+
+
+async def test_an_idle_consumer_clears_published_events_a_few_at_a_time(
+    time_travelling_system: System,
+) -> None:
+    """After a sweep every tab's stored outbox holds published events: clearing them is
+    housekeeping, done in small steps with pauses between, never in one burst that stops the
+    process and the store for the API's readers."""
+    system = time_travelling_system
+    await system.start("bookkeeping")
+    pipeline = system.runners["bookkeeping"].pipeline
+    steps: list[tuple[float, int, int]] = []
+    tidy = pipeline.tidy
+
+    async def recorded(limit: int = 64) -> int:
+        written = await tidy(limit)
+        steps.append((time.monotonic(), limit, written))
+        return written
+
+    pipeline.tidy = recorded  # type: ignore[method-assign]
+    companies = [f"c-{n:02d}" for n in range(20)]
+    await publish(
+        system.settings.amqp_url,
+        [
+            message
+            for company in companies
+            for message in (
+                f.details("2026-01-02T08:00", company_id=company),
+                f.submitted("2026-01", "2026-02-03T09:00", company_id=company),
+            )
+        ],
+    )
+
+    async def cleared() -> bool:
+        for company in companies:
+            document = await system.document("bookkeeping", f"{f.AGENCY}/{company}")
+            if document is None or document["outbox"]:
+                return False
+        return True
+
+    await eventually(cleared, what="every stored outbox cleared")
+    taken = [step for step in steps if step[2]]
+    assert all(limit == TIDY_STEP for _, limit, _ in steps)
+    assert all(written <= TIDY_STEP for *_, written in taken) and len(taken) >= 3
+    assert sum(written for *_, written in taken) >= len(companies)
+    gaps = [later[0] - earlier[0] for earlier, later in pairwise(steps)]
+    assert min(gaps) >= TIDY_PAUSE_S  # a pause between steps, for a message to come first
 
 
 async def test_tail_prints_one_json_line_per_outbound_event_of_its_filter(

@@ -76,19 +76,19 @@ async def stored(store: MemoryStore, kind: str, state_type: type[Any]) -> Any:
 
 # ---------------------------------------------------------------- the rule, pure
 def test_a_later_write_replaces_an_entry_and_an_earlier_one_never_does() -> None:
-    assert newer(None, [1, "2026-01", "new", {"new": 1}])
-    assert newer([3, "2026-01", "new", {}], [4, "2026-01", "done", {}])
-    assert not newer([4, "2026-01", "done", {}], [3, "2026-01", "new", {}])
-    assert not newer([4, "2026-01", "done", {}], [4, "2026-01", "done", {}])
+    assert newer(None, (1, "2026-01", "new", "new", 1))
+    assert newer((3, "2026-01", "new"), (4, "2026-01", "done"))
+    assert not newer((4, "2026-01", "done"), (3, "2026-01", "new"))
+    assert not newer((4, "2026-01", "done"), (4, "2026-01", "done"))
     # The same write listed differently: the summary's code changed, the new form wins.
-    assert newer([4, "2026-01", "done", {}], [4, "2026-01", "done", {"done": 1}])
+    assert newer((4, "2026-01", "done", {"done": 1}), (4, "2026-01", "done", "done", 1))
 
 
 def test_a_merge_that_changes_nothing_writes_nothing() -> None:
-    shard = ListingShard(kind="vat", agency_id="a", shard=0, entries={"c-1": [2, None, None, {}]})
-    assert merged(shard, "vat", "a", 0, {"c-1": [2, None, None, {}]}) is None
-    assert merged(shard, "vat", "a", 0, {"c-1": [1, "x", "y", {}]}) is None
-    grown = merged(shard, "vat", "a", 0, {"c-2": [1, None, None, {}]})
+    shard = ListingShard(kind="vat", agency_id="a", shard=0, entries={"c-1": (2, None, None)})
+    assert merged(shard, "vat", "a", 0, {"c-1": (2, None, None)}) is None
+    assert merged(shard, "vat", "a", 0, {"c-1": (1, "x", "y")}) is None
+    grown = merged(shard, "vat", "a", 0, {"c-2": (1, None, None)})
     assert grown is not None and set(grown.entries) == {"c-1", "c-2"}
 
 
@@ -119,17 +119,17 @@ async def test_each_owner_lists_what_the_overview_shows_of_its_aggregates() -> N
         await pipeline(store, consumer).handle([delivery(m) for m in batch])
     company = await stored(store, "companies", CompanyEntry)
     bookkeeping = await stored(store, "bookkeeping", BookkeepingTab)
-    assert await listed_entry(store, "companies") == [
+    assert await listed_entry(store, "companies") == (
         company.listed_version,
         *directory.listed(company),
-    ]
+    )
     assert company.listed_version == 1 and company.name == "Bageriet i Byn AB"
-    assert await listed_entry(store, "bookkeeping") == [
+    assert await listed_entry(store, "bookkeeping") == (
         bookkeeping.listed_version,
         bookkeeping.latest_period,
         bookkeeping.latest_status,
-        bookkeeping.counts,
-    ]
+        *("new", 1, "waiting", 1),  # the counts, flat, by status
+    )
     assert bookkeeping.counts == {"new": 1, "waiting": 1}
 
 
@@ -172,13 +172,13 @@ async def test_a_listing_lost_in_a_crash_is_written_when_the_message_comes_again
     (outcome,) = await pipeline(store).handle([delivery(message)])
     assert outcome.kind == "failed"  # not acked: it comes again
     assert (await stored(store, "bookkeeping", BookkeepingTab)).counts == {"new": 1, "waiting": 1}
-    assert (await listed_entry(store, "bookkeeping"))[3] == {"waiting": 2}  # as before it
+    assert (await listed_entry(store, "bookkeeping"))[3:] == ("waiting", 2)  # as before it
     store.save = original  # type: ignore[method-assign]
     head_before = await head(store, "bookkeeping")
     (outcome,) = await pipeline(store).handle([delivery(message)])
     assert outcome.kind == "applied"
     entry = await listed_entry(store, "bookkeeping")
-    assert entry is not None and entry[3] == {"new": 1, "waiting": 1}
+    assert entry is not None and entry[3:] == ("new", 1, "waiting", 1)
     assert await head(store, "bookkeeping") == {
         shard_of(f.COMPANY): head_before[shard_of(f.COMPANY)] + 1
     }
@@ -220,7 +220,7 @@ async def test_a_replica_listing_an_older_write_late_leaves_the_newer_entry() ->
     first, late = ListingWriter(store), ListingWriter(store)
     assert await first.put("bookkeeping", tab.listed, [Stored(6, newer_tab)]) == 1
     assert await late.put("bookkeeping", tab.listed, [Stored(5, older_tab)]) == 0
-    assert (await listed_entry(store, "bookkeeping"))[3] == {"done": 1}
+    assert (await listed_entry(store, "bookkeeping"))[3:] == ("done", 1)
 
 
 async def test_a_shard_another_replica_wrote_meanwhile_is_read_again_and_merged() -> None:
@@ -233,8 +233,8 @@ async def test_a_shard_another_replica_wrote_meanwhile_is_read_again_and_merged(
     await theirs.put("bookkeeping", tab.listed, [Stored(2, later)])  # my copy is stale now
     own = tab.Tab(agency_id=f.AGENCY, company_id=f.COMPANY, counts={"done": 2}, listed_version=1)
     assert await mine.put("bookkeeping", tab.listed, [Stored(1, own)]) == 1
-    assert (await listed_entry(store, "bookkeeping"))[3] == {"done": 2}
-    assert (await listed_entry(store, "bookkeeping", other))[3] == {"done": 1}
+    assert (await listed_entry(store, "bookkeeping"))[3:] == ("done", 2)
+    assert (await listed_entry(store, "bookkeeping", other))[3:] == ("done", 1)
 
 
 # ---------------------------------------------------------------- whatever happens
@@ -284,10 +284,10 @@ def test_two_replicas_in_any_order_leave_the_listing_as_the_tabs_are(
         for company in (f.COMPANY, "c-1002"):
             key = f"{f.AGENCY}/{company}"
             found = (await store.load("bookkeeping", BookkeepingTab, [key]))[key].state
-            assert await listed_entry(store, "bookkeeping", company) == [
+            assert await listed_entry(store, "bookkeeping", company) == (
                 found.listed_version,
                 *tab.listed(found),
-            ]
+            )
         shards = {
             s.state.shard: s.version
             for s in (
@@ -308,5 +308,18 @@ async def test_aggregates_stored_before_the_listings_are_listed_once_when_a_cons
     assert await listed_entry(store, "bookkeeping") is None
     assert await pipeline(store).prepare() == {"bookkeeping": 1}
     found = await stored(store, "bookkeeping", BookkeepingTab)
-    assert await listed_entry(store, "bookkeeping") == [found.listed_version, *tab.listed(found)]
+    assert await listed_entry(store, "bookkeeping") == (found.listed_version, *tab.listed(found))
     assert await pipeline(store).prepare() == {}  # built: the next start reads nothing
+
+
+def test_a_tabs_counts_are_read_from_its_entry_flat_and_as_listed_before() -> None:
+    summary = tab.listed(tab.Tab(agency_id="a", company_id="c", counts={"late": 2, "done": 1}))
+    entry = (7, *summary)
+    assert entry[3:] == ("done", 1, "late", 2)  # by status: equal counts list equally
+    assert tab.listed_counts(entry, 3) == {"done": 1, "late": 2}
+    assert [tab.listed_count(entry, 3, s) for s in ("late", "done", "waiting")] == [2, 1, 0]
+    # An entry listed before the counts were flat, until the owner lists its kind again.
+    before = (7, "2026-01", "late", {"late": 2})
+    assert tab.listed_counts(before, 3) == {"late": 2}
+    assert tab.listed_count(before, 3, "late") == 2 and tab.listed_count(before, 3, "new") == 0
+    assert tab.listed_counts((7, None, None), 3) == {}

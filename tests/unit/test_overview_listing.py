@@ -5,14 +5,18 @@ its owners wrote. (Filters, order and paging against the running system: tests/e
 from __future__ import annotations
 
 import datetime as dt
+import gc
 from collections.abc import Iterable
 from typing import Any
 
+from consumers import tab
+from consumers.bookkeeping import BookkeepingTab
 from consumers.listing import COLLECTION
 from consumers.registry import CONSUMERS
 from contracts.envelope import Message
 from contracts.registry import encode
 from services.api.overview import Filters, Listing, sort_key
+from services.listings import ListingWriter
 from services.pipeline import Delivery, Pipeline
 from services.store.memory import MemoryStore
 from tests import factories as f
@@ -106,3 +110,26 @@ async def test_a_renamed_company_moves_and_a_company_listed_late_shows_its_tabs(
     items, _ = await listing.page(f.AGENCY, Filters(), 10, None)
     assert [i.company_id for i in items] == ["c-1", "c-2", "c-5"]
     assert items[2].domains["bookkeeping"].counts == {"waiting": 2}
+
+
+async def test_a_listed_agency_leaves_nothing_for_the_collector_to_walk() -> None:
+    """Why entries and rows are tuples: a full collection walks every tracked object and stops
+    the whole process meanwhile. The API's joined rows and the writers' held shards hold one
+    entry per company and kind; as lists, an agency of 10,000 companies was tens of thousands
+    of objects in every pass."""
+    store = MemoryStore()
+    companies = [f"c-{n:03d}" for n in range(300)]
+    messages = [f.details("2026-02-01T09:00", company_id=c, name=f"AB {c}") for c in companies]
+    await apply(store, messages)
+    tabs = await store.load("bookkeeping", BookkeepingTab, [f"{f.AGENCY}/{c}" for c in companies])
+    gc.collect()
+    before = len(gc.get_objects())
+    listing = Listing(store)
+    items, _ = await listing.page(f.AGENCY, Filters(), 10, None)
+    assert items[0].domains["bookkeeping"].counts == {"waiting": 2}
+    writer = ListingWriter(store)
+    await writer.put("bookkeeping", tab.listed, tabs.values())  # holds the shards it read
+    gc.collect()
+    gc.collect()  # the second pass lets go of rows whose tabs it let go of in the first
+    # As lists and objects: each company's row, its tabs, and an entry per kind, over 1,000.
+    assert len(gc.get_objects()) - before < 100
