@@ -33,9 +33,9 @@ COLLECTION: Final = "listings"
 LAYOUT: Final = f"{SHARDS} shards, heads, flat counts"
 
 # An entry: (listed_version, *summary), the summary as the owner's rulebook lists it. A tuple of
-# plain values (a tab's counts are a dict of numbers): the collector stops tracking such tuples,
-# so the entries that writers and the API hold, one per company and kind, add nothing to the
-# collector's full passes, which stop the whole process.
+# plain values (a tab's counts flat in it, consumers/tab.py `listed`): the collector stops
+# tracking such tuples, so the entries that writers and the API hold, one per company and kind,
+# add nothing to the collector's full passes, which stop the whole process.
 Entry = tuple[Any, ...]
 
 

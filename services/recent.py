@@ -2,8 +2,9 @@
 
 A long-running process keeps tens of thousands of such keys (states it wrote, ids the broker
 confirmed, packed years it read). In an ``OrderedDict`` or a set, every full pass of the
-collector visits each of them, and the pass stops the whole process: at 10,000 companies the
-main job's passes grew by tens of milliseconds from these alone. A plain dict whose keys are
+collector visits each of them, and the pass stops the whole process: in the main job after the
+demo of 1,000 companies, the writers' confirmed ids alone were 77,000 of the 163,000 references
+a full pass visited. A plain dict whose keys are
 text and whose values are bytes or None is never tracked by the collector at all, so no pass
 visits it. It keeps insertion order, which is the order of use here: a key used again is moved
 to the end. It grows to a sixteenth over its size before the oldest are cut off in one go, so
