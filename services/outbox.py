@@ -13,6 +13,7 @@ message is published at least once; a repeat has the same id.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from itertools import islice
 from typing import Final
 
 from contracts.outbound import OutboundMessage
@@ -38,7 +39,9 @@ class OutboxLedger:
 
     def __init__(self) -> None:
         self._unpublished: dict[tuple[str, str], Unpublished] = {}
-        self._untidy: set[tuple[str, str]] = set()
+        # A dict, not a set: after a sweep it holds every tab for minutes, and the collector
+        # stops walking a dict of plain keys after one full pass; a set it walks every time.
+        self._untidy: dict[tuple[str, str], None] = {}
         self._in_flight: set[str] = set()  # taken for publishing, not yet confirmed
         self._confirmed: Recent[None] = Recent(CONFIRMED_MEMORY)
 
@@ -59,7 +62,7 @@ class OutboxLedger:
         taken = []
         for item in self._unpublished.values():
             if any(m.id in self._confirmed for m in item.messages):
-                self._untidy.add((item.collection, item.key))
+                self._untidy[(item.collection, item.key)] = None
             fresh = tuple(
                 m
                 for m in item.messages
@@ -80,7 +83,7 @@ class OutboxLedger:
         for message_id in ids:
             self._confirmed.put(message_id, None)
         if ids:
-            self._untidy.add((collection, key))
+            self._untidy[(collection, key)] = None
 
     def is_confirmed(self, message_id: str) -> bool:
         return message_id in self._confirmed
@@ -96,8 +99,9 @@ class OutboxLedger:
             self._unpublished.setdefault((item.collection, item.key), item)
 
     def untidy(self, limit: int) -> list[tuple[str, str]]:
-        chosen = list(self._untidy)[:limit]
-        self._untidy.difference_update(chosen)
+        chosen = list(islice(self._untidy, limit))
+        for taken in chosen:
+            del self._untidy[taken]
         return chosen
 
     @property

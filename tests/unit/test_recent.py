@@ -54,3 +54,11 @@ def test_the_collector_never_visits_what_it_holds() -> None:
     ledger.confirm("bookkeeping", "a/c-1", {f"m-{n}" for n in range(1000)})
     assert ledger.is_confirmed("m-999") and CONFIRMED_MEMORY >= 1000
     assert not gc.is_tracked(ledger._confirmed._items)
+    # What is left to clear after a sweep (every tab, for minutes): after one full pass the
+    # collector no longer walks it either; it is cleared oldest first.
+    for n in range(500):
+        ledger.confirm("bookkeeping", f"a/c-{n}", {f"n-{n}"})
+    gc.collect()
+    assert not gc.is_tracked(ledger._untidy)
+    assert ledger.untidy(3) == [("bookkeeping", f"a/c-{n}") for n in (1, 0, 2)]
+    assert ledger.untidy(1) == [("bookkeeping", "a/c-3")] and ledger.has_untidy
