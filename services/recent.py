@@ -4,11 +4,10 @@ A long-running process keeps tens of thousands of such keys (states it wrote, id
 confirmed, packed years it read). In an ``OrderedDict`` or a set, every full pass of the
 collector visits each of them, and the pass stops the whole process: in the main job after the
 demo of 1,000 companies, the writers' confirmed ids alone were 77,000 of the 163,000 references
-a full pass visited. A plain dict whose keys are
-text and whose values are bytes or None is never tracked by the collector at all, so no pass
-visits it. It keeps insertion order, which is the order of use here: a key used again is moved
-to the end. It grows to a sixteenth over its size before the oldest are cut off in one go, so
-that cutting costs next to nothing per key.
+a full pass visited. A plain dict whose keys are text and whose values are bytes or None is
+never tracked by the collector at all, so no pass visits it. It keeps insertion order, which is
+the order of use here: a key used again is moved to the end. It grows to a sixteenth over its
+size before the oldest are cut off in one go, so that cutting costs next to nothing per key.
 """
 
 from __future__ import annotations
