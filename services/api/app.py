@@ -6,9 +6,9 @@ import asyncio
 import contextlib
 import datetime as dt
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import structlog
 from litestar import Litestar, Request, Response, get, post, put
@@ -54,6 +54,7 @@ Limit = Annotated[int, Parameter(ge=1, le=200, description="items per page")]
 Cursor = Annotated[str | None, Parameter(max_length=512, description="from next_cursor")]
 
 MAX_BODY_BYTES = 64 * 1024
+Read = TypeVar("Read")  # what a member's read finds
 PENDING = "command_requests"  # commands whose caller got 202, for the poll to find
 
 
@@ -96,6 +97,29 @@ async def member_entry(state: State, caller: Caller, company_id: str) -> dict[st
             detail=f"add yourself to company {company_id} to see and change its tabs"
         )
     return entry
+
+
+async def for_member(
+    state: State, caller: Caller, company_id: str, read: Coroutine[Any, Any, Read]
+) -> Read:
+    """What ``read`` finds, for a member of the company only. The read starts while the
+    membership is checked, so a request waits for one lookup of the store rather than two one
+    after the other; what it found is handed out only once the check has passed, and a refused
+    caller gets the check's answer, whatever became of the read."""
+    reading = asyncio.ensure_future(read)
+    try:
+        await member_entry(state, caller, company_id)
+    except BaseException:
+        # Left to finish rather than cancelled: a lookup cancelled halfway costs the client its
+        # connection to the store. Its outcome is dropped.
+        reading.add_done_callback(_dropped)
+        raise
+    return await reading
+
+
+def _dropped(reading: asyncio.Future[Any]) -> None:
+    if not reading.cancelled():
+        reading.exception()  # retrieved, so that it is not reported as never retrieved
 
 
 # ------------------------------------------------------------------ commands
@@ -200,8 +224,8 @@ async def get_company(state: State, caller: Caller, company_id: CompanyId) -> sc
 
 
 async def _tab(state: State, caller: Caller, company_id: str, domain: str) -> Any:
-    await member_entry(state, caller, company_id)
-    return await reads_of(state).tab(domain, caller.agency_id, company_id, utc_now())
+    reading = reads_of(state).tab(domain, caller.agency_id, company_id, utc_now())
+    return await for_member(state, caller, company_id, reading)
 
 
 @get("/v1/companies/{company_id:str}/bookkeeping", summary="The bookkeeping tab")
@@ -232,8 +256,8 @@ async def closing_tab(state: State, caller: Caller, company_id: CompanyId) -> sc
 
 @get("/v1/companies/{company_id:str}/notes", summary="Comments and to-dos, newest first")
 async def list_notes(state: State, caller: Caller, company_id: CompanyId) -> schemas.Notes:
-    await member_entry(state, caller, company_id)
-    return await reads_of(state).notes(caller.agency_id, company_id)
+    reading = reads_of(state).notes(caller.agency_id, company_id)
+    return await for_member(state, caller, company_id, reading)
 
 
 @get("/v1/companies/{company_id:str}/history", summary="Status history, newest first")
@@ -245,9 +269,9 @@ async def history(
     limit: Limit = 50,
     cursor: Cursor = None,
 ) -> schemas.History:
-    await member_entry(state, caller, company_id)
+    reading = reads_of(state).history(caller.agency_id, company_id, domain, limit, cursor)
     try:
-        return await reads_of(state).history(caller.agency_id, company_id, domain, limit, cursor)
+        return await for_member(state, caller, company_id, reading)
     except BadCursor as error:
         raise ValidationException(detail=str(error)) from None
 
