@@ -200,6 +200,19 @@ class StoreContract:
         found = await store.fetch("records", ["a", "b", "c"])
         assert sorted((d["_id"], d["n"]) for d in found) == [("a", 2), ("b", 1)]
 
+    async def test_racing_upserts_of_one_new_record_all_succeed(self, store: Store) -> None:
+        """Replicas (partitions of a kind, say) record the same marker as they start: none of
+        them fails, and one document is left."""
+        import asyncio
+
+        for round_ in range(5):
+            key = f"new-{round_}"
+            await asyncio.gather(
+                *(store.record("markers", [{"_id": key, "by": n}]) for n in range(8))
+            )
+            (found,) = await store.fetch("markers", [key])
+            assert found["by"] in range(8)
+
     async def test_old_records_can_be_deleted_by_a_time_field(self, store: Store) -> None:
         t = dt.datetime(2026, 3, 1, tzinfo=dt.UTC)
         await store.record(

@@ -74,6 +74,17 @@ def connect(url: str, timeout_ms: int) -> AsyncMongoClient[dict[str, Any]]:
     )
 
 
+async def _upsert(target: AsyncCollection[Any], document: dict[str, Any]) -> None:
+    """Replaces or inserts a plain document by ``_id``. Two upserts of one new ``_id`` at once
+    can both find nothing and both insert; MongoDB then retries the loser itself, FerretDB
+    answers it with a duplicate key. The document exists by then, so once more replaces it
+    (replicas of a consumer record the same marker as they start)."""
+    try:
+        await target.replace_one({"_id": document["_id"]}, document, upsert=True)
+    except DuplicateKeyError:
+        await target.replace_one({"_id": document["_id"]}, document, upsert=True)
+
+
 def _chunks(items: Sequence[T], size: int) -> Iterable[Sequence[T]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
@@ -315,9 +326,7 @@ class MongoStore:
             return
         target = self.database[collection]
         if await self.is_ferretdb():
-            await self._each(
-                documents, lambda d: target.replace_one({"_id": d["_id"]}, d, upsert=True)
-            )
+            await self._each(documents, lambda d: _upsert(target, d))
             return
         for chunk in _chunks(documents, MONGO_CHUNK):
             await target.bulk_write(
