@@ -82,6 +82,9 @@ class Settings:
     jwt_audience: str = ""
     jwt_issuer: str = ""
     command_timeout_s: float = 3.0
+    # How old a company's entry (its users) and an agency's overview may be when the API answers
+    # from memory (services/api/fresh.py); 0 reads the store for every request.
+    read_max_age_ms: int = 500
     # How long the outcome of a command, and a command whose caller got 202, are kept.
     command_records_ttl_s: float = 7 * 86400.0
     log_format: str = "auto"  # auto: console on a terminal, JSON otherwise; or json, console

@@ -81,22 +81,36 @@ def reads_of(state: State) -> ReadModel:
     return reads
 
 
-async def company_entry(state: State, caller: Caller, company_id: str) -> dict[str, Any]:
+async def company_entry(
+    state: State, caller: Caller, company_id: str, *, fresh: bool = False
+) -> dict[str, Any]:
     """The company, if it is one of the caller's agency: another agency's is not revealed."""
-    entry = await reads_of(state).company_entry(caller.agency_id, company_id)
+    entry = await reads_of(state).company_entry(caller.agency_id, company_id, fresh=fresh)
     if entry is None:
         raise NotFoundException(detail=f"no company {company_id}")
     return entry
 
 
 async def member_entry(state: State, caller: Caller, company_id: str) -> dict[str, Any]:
-    """The company, if the caller has been added to it: the tabs are for its users only."""
-    entry = await company_entry(state, caller, company_id)
-    if not any(u["user_id"] == caller.user_id for u in entry.get("users", [])):
+    """The company, if the caller has been added to it: the tabs are for its users only. The
+    entry held in memory lets a member in; a refusal is read from the store, so that a company
+    or a membership that came since is not refused."""
+    try:
+        entry = await company_entry(state, caller, company_id)
+        if _is_member(entry, caller):
+            return entry
+    except NotFoundException:
+        pass
+    entry = await company_entry(state, caller, company_id, fresh=True)
+    if not _is_member(entry, caller):
         raise PermissionDeniedException(
             detail=f"add yourself to company {company_id} to see and change its tabs"
         )
     return entry
+
+
+def _is_member(entry: dict[str, Any], caller: Caller) -> bool:
+    return any(u["user_id"] == caller.user_id for u in entry.get("users", []))
 
 
 async def for_member(
@@ -162,6 +176,7 @@ async def execute(
         location = f"/v1/commands/{command.id}"
         body = schemas.CommandOutcome(command_id=command.id, status="pending", location=location)
         return Response(body, status_code=202, headers={"Location": location})
+    reads_of(state).forget(command.agency_id, command.company_id)
     if reply["status"] == "rejected":
         raise Refused(detail=reply.get("reason") or "refused")
     if reply["status"] != "applied":
@@ -283,6 +298,7 @@ async def command_outcome(
     reads = reads_of(state)
     outcome = await reads.outcome(command_id)
     if outcome is not None and outcome.get("agency_id") == caller.agency_id:
+        reads.forget(caller.agency_id, outcome["company_id"])
         return Response(
             schemas.CommandOutcome(
                 command_id=command_id,
@@ -548,7 +564,7 @@ def create_app(settings: Settings) -> Litestar:
     @asynccontextmanager
     async def resources(app: Litestar) -> AsyncIterator[None]:
         client = connect(settings.mongo_url, settings.mongo_timeout_ms)
-        app.state.reads = ReadModel(client[settings.mongo_db])
+        app.state.reads = ReadModel(client[settings.mongo_db], settings.read_max_age_ms / 1000)
         app.state.bus = CommandBus(settings.amqp_url, settings.service_secret)
         app.state.live = LiveHub(settings.amqp_url)
         ttl = dt.timedelta(seconds=settings.command_records_ttl_s)

@@ -1,10 +1,13 @@
 """The overview from the owners' listing shards (consumers/listing.py): the companies of an
 agency with what each tab shows of them, filtered, sorted by name and paged in memory.
 
-Every request reads the agency's five heads (one per kind), so it sees every batch its owners
-have acknowledged, and reads again only the shards whose head moved past the copy it holds. The
-joined list, sorted by name, is kept: a moved tab's shard only updates the rows of its
-companies, and only a moved shard of the companies (a name may have changed) sorts it again.
+The agency's five heads (one per kind) tell which shards moved past the copy held; only those
+are read again. The heads are read at most every half of `max_age_s`, in the background while
+requests are answered from the rows held (services/api/fresh.py), so a page shows every batch
+its owners had acknowledged `max_age_s` before, and what this process's own commands changed
+(`forget`). The joined list, sorted by name, is kept: a moved tab's shard only updates the rows
+of its companies, and only a moved shard of the companies (a name may have changed) sorts it
+again.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from consumers.listing import (
 )
 from consumers.tab import listed_count, listed_counts
 from services.api import schemas
+from services.api.fresh import Fresh
 from services.store import Store, Stored
 from services.store.port import from_document
 
@@ -74,16 +78,21 @@ class Filters:
 
 
 class Listing:
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, max_age_s: float = 0.0) -> None:
         self.store = store
         self._agencies: OrderedDict[str, _Agency] = OrderedDict()
+        self._checked: Fresh[_Agency] = Fresh(max_age_s, AGENCIES_KEPT)
+
+    def forget(self, agency_id: str) -> None:
+        """The next page of the agency reads its heads first."""
+        self._checked.forget(agency_id)
 
     async def page(
         self, agency_id: str, filters: Filters, limit: int, after: SortKey | None
     ) -> tuple[list[schemas.OverviewItem], SortKey | None]:
         """Up to ``limit`` connected companies after ``after`` that pass ``filters``, and the
         key to continue from when there are more."""
-        agency = await self._agency(agency_id)
+        agency = await self._checked.get(agency_id, lambda: self._agency(agency_id))
         start = 0 if after is None else bisect.bisect_right(agency.keys, after)
         matches = _matcher(filters)
         found: list[_Row] = []

@@ -24,12 +24,16 @@ from consumers.stockholm import days_until, today
 from contracts.fields import format_instant
 from contracts.status import LABELS
 from services.api import schemas
+from services.api.fresh import Fresh
 from services.api.overview import Filters, Listing, sort_key
 from services.pipeline import COMMAND_OUTCOMES
 from services.recent import Recent
 from services.store.mongo import MongoStore
 from services.store.port import part_id, plain
 
+# Company entries the API answers from memory for a moment (services/api/fresh.py): about
+# 1 KB each.
+ENTRIES_KEPT: Final = 10_000
 # Packed years the API keeps in memory (a year of monthly periods: about 1 KB).
 PACKED_YEARS_KEPT: Final = 20_000
 
@@ -83,19 +87,38 @@ def _key(agency_id: str, company_id: str) -> str:
 
 
 class ReadModel:
-    def __init__(self, database: AsyncDatabase[dict[str, Any]]) -> None:
+    def __init__(self, database: AsyncDatabase[dict[str, Any]], max_age_s: float = 0.0) -> None:
         self.db = database
         # Many documents by _id the way the server serves them best ($in on MongoDB, lookups
         # one by one on FerretDB, where $in reads the whole collection).
         self.store = MongoStore(database)
-        self.listing = Listing(self.store)
+        # The listing's heads and the company entries may be up to `max_age_s` old; nothing
+        # else the API reads is held.
+        self.listing = Listing(self.store, max_age_s)
+        self._entries: Fresh[dict[str, Any] | None] = Fresh(max_age_s, ENTRIES_KEPT)
         # Packed years by (tab kind, id of the year's document): a document that never changes
         # (services/store/port.py), so a copy read once is good for good.
         self._packed: Recent[bytes] = Recent(PACKED_YEARS_KEPT)
 
     # ----------------------------------------------------------- companies
-    async def company_entry(self, agency_id: str, company_id: str) -> dict[str, Any] | None:
-        entry = await self.db["companies"].find_one({"_id": _key(agency_id, company_id)})
+    def forget(self, agency_id: str, company_id: str) -> None:
+        """What a command for the company may have changed is read again at the next request:
+        its entry and the agency's overview."""
+        self._entries.forget(_key(agency_id, company_id))
+        self.listing.forget(agency_id)
+
+    async def company_entry(
+        self, agency_id: str, company_id: str, *, fresh: bool = False
+    ) -> dict[str, Any] | None:
+        """The company's entry, as read up to `max_age_s` before unless ``fresh``. Callers
+        must not change it: requests share it."""
+        key = _key(agency_id, company_id)
+        if fresh:
+            self._entries.forget(key)
+        return await self._entries.get(key, lambda: self._company_entry(key))
+
+    async def _company_entry(self, key: str) -> dict[str, Any] | None:
+        entry = await self.db["companies"].find_one({"_id": key})
         return None if entry is None else plain(entry, CompanyEntry)
 
     async def agency_user_by_email(self, agency_id: str, email: str) -> dict[str, Any] | None:

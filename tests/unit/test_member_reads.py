@@ -10,7 +10,7 @@ import pytest
 from litestar.datastructures import State
 from litestar.exceptions import NotFoundException, PermissionDeniedException
 
-from services.api.app import for_member
+from services.api.app import for_member, member_entry
 from services.api.auth import Caller
 
 COMPANY = {"_id": "a-1/c-1", "users": [{"user_id": "u-1"}]}
@@ -24,7 +24,9 @@ class SlowDirectory:
         self.answer = asyncio.Event()
         self.asked = asyncio.Event()
 
-    async def company_entry(self, agency_id: str, company_id: str) -> dict[str, Any] | None:
+    async def company_entry(
+        self, agency_id: str, company_id: str, *, fresh: bool = False
+    ) -> dict[str, Any] | None:
         self.asked.set()
         await self.answer.wait()
         return self.entry
@@ -93,3 +95,50 @@ async def test_a_failed_read_after_a_refusal_is_not_reported(
     await asyncio.sleep(0.05)
     gc.collect()
     assert "exception was never retrieved" not in caplog.text
+
+
+class HeldDirectory:
+    """The read model's company entries: one held in memory, and the one in the store."""
+
+    def __init__(self, held: dict[str, Any] | None, stored: dict[str, Any] | None) -> None:
+        self.held = held
+        self.stored = stored
+        self.fresh_reads = 0
+
+    async def company_entry(
+        self, agency_id: str, company_id: str, *, fresh: bool = False
+    ) -> dict[str, Any] | None:
+        if fresh:
+            self.fresh_reads += 1
+            return self.stored
+        return self.held
+
+
+NOBODY = {"_id": "a-1/c-1", "users": []}
+
+
+async def test_a_member_in_the_held_entry_is_let_in_without_reading_the_store() -> None:
+    directory = HeldDirectory(COMPANY, NOBODY)
+    assert await member_entry(State({"reads": directory}), caller("u-1"), "c-1") == COMPANY
+    assert directory.fresh_reads == 0
+
+
+@pytest.mark.parametrize("held", [NOBODY, None], ids=["added since", "company new since"])
+async def test_a_refusal_by_the_held_entry_is_checked_against_the_store(
+    held: dict[str, Any] | None,
+) -> None:
+    directory = HeldDirectory(held, COMPANY)
+    assert await member_entry(State({"reads": directory}), caller("u-1"), "c-1") == COMPANY
+    assert directory.fresh_reads == 1
+
+
+@pytest.mark.parametrize(
+    ("stored", "refusal"), [(NOBODY, PermissionDeniedException), (None, NotFoundException)]
+)
+async def test_a_refusal_stands_when_the_store_agrees(
+    stored: dict[str, Any] | None, refusal: type[Exception]
+) -> None:
+    directory = HeldDirectory(COMPANY, stored)
+    with pytest.raises(refusal):
+        await member_entry(State({"reads": directory}), caller("u-2"), "c-1")
+    assert directory.fresh_reads == 1
