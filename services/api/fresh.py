@@ -35,9 +35,12 @@ class Fresh(Generic[V]):
         self.size = size
         self._clock = clock
         # key -> (when its read began, what it found); a plain dict in the order of reading,
-        # so the oldest read goes first when there are more than `size`.
+        # so the oldest read is the first.
         self._held: dict[str, tuple[float, V]] = {}
         self._reading: dict[str, asyncio.Future[V]] = {}
+
+    def __len__(self) -> int:
+        return len(self._held)
 
     async def get(self, key: str, read: Callable[[], Awaitable[V]]) -> V:
         """What ``read`` finds for ``key``, or found less than ``max_age_s`` ago."""
@@ -76,5 +79,11 @@ class Fresh(Generic[V]):
             return
         self._held.pop(key, None)
         self._held[key] = (began, reading.result())
-        while len(self._held) > self.size:
-            del self._held[next(iter(self._held))]
+        # What is too old to be answered goes, the oldest first, so that a process holds only
+        # what was read within the age: its values are objects the collector visits.
+        now = self._clock()
+        while self._held:
+            oldest = next(iter(self._held))
+            if len(self._held) <= self.size and now - self._held[oldest][0] < self.max_age_s:
+                break
+            del self._held[oldest]

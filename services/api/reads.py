@@ -31,9 +31,9 @@ from services.recent import Recent
 from services.store.mongo import MongoStore
 from services.store.port import part_id, plain
 
-# Company entries the API answers from memory for a moment (services/api/fresh.py): about
-# 1 KB each.
-ENTRIES_KEPT: Final = 10_000
+# Company entries the API answers from memory (services/api/fresh.py), at most: those read
+# within the age are held, and about 1 KB each.
+ENTRIES_KEPT: Final = 4096
 # Packed years the API keeps in memory (a year of monthly periods: about 1 KB).
 PACKED_YEARS_KEPT: Final = 20_000
 

@@ -61,4 +61,3 @@ async def test_what_is_held_is_answered_until_a_command_of_this_api_changes_it(
             after = (await api.get("/v1/companies")).json()
             assert names(after) == ["Bageriet i Byn AB", "Cykelverkstan HB", "Öns Trä EF"]
             assert (await api.get("/v1/companies/c-2002/bookkeeping")).status_code == 200
-

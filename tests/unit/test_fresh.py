@@ -203,6 +203,19 @@ async def test_the_oldest_read_goes_first_beyond_the_size() -> None:
     assert store.reads == 4
 
 
+async def test_what_grew_too_old_is_let_go_when_another_is_read() -> None:
+    clock, store = Clock(), Store()
+    fresh: Fresh[str] = Fresh(1.0, 10, clock)
+    await fresh.get("a", store.read)
+    await fresh.get("b", store.read)
+    clock.now += 0.5
+    await fresh.get("c", store.read)
+    assert len(fresh) == 3
+    clock.now += 0.6  # a and b are a second and more old, c half a second
+    await fresh.get("d", store.read)
+    assert len(fresh) == 2
+
+
 async def test_no_age_reads_the_store_every_time() -> None:
     store = Store()
     fresh: Fresh[str] = Fresh(0.0, 10, Clock())
