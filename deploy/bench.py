@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
+import importlib.metadata
 import json
 import os
 import platform
@@ -44,6 +45,7 @@ from services.__main__ import ALL_NAMES
 from services.api.auth import issue_token
 from services.clock import publish_tick
 from services.config import Settings
+from services.eventloop import loop_factory
 from services.runner import stats_consumer
 from services.store.mongo import connect
 from services.sweep import NEXT_DUE, SWEEPS
@@ -266,6 +268,8 @@ async def until(condition: Callable[[], Awaitable[bool]], what: str) -> None:
 NAIVE = """
 import asyncio, json, os, aio_pika
 from pymongo import AsyncMongoClient
+from services.config import Settings
+from services.eventloop import run
 async def main():
     client = AsyncMongoClient(os.environ["BACKOFFICE_MONGO_URL"], tz_aware=True)
     tabs = client[os.environ["BACKOFFICE_MONGO_DB"]]["naive"]
@@ -286,11 +290,13 @@ async def main():
             left -= 1
             if not left:
                 return
-asyncio.run(main())
+run(main(), Settings.from_env().event_loop)  # on the loop ours runs on
 """
 
 BARE = """
 import asyncio, os, aio_pika
+from services.config import Settings
+from services.eventloop import run
 async def main():
     connection = await aio_pika.connect(os.environ["BACKOFFICE_AMQP_URL"])
     channel = await connection.channel()
@@ -303,7 +309,7 @@ async def main():
             left -= 1
             if not left:
                 return
-asyncio.run(main())
+run(main(), Settings.from_env().event_loop)  # on the loop ours runs on
 """
 
 
@@ -1063,10 +1069,17 @@ def versions() -> dict[str, str]:
     return {
         "machine": f"{os.cpu_count()} cores ({cpu}), {int(memory) / 1024 / 1024:.0f} GiB",
         "Python": platform.python_version(),
+        "event loop": _event_loop(),
         "RabbitMQ": run("rabbitmqctl", "version"),
         "FerretDB": "v1.24.2 with deploy/ferretdb/*.patch",
         "PostgreSQL": run("psql", "--version").replace("psql (PostgreSQL) ", ""),
     }
+
+
+def _event_loop() -> str:
+    """The loop every process of the run takes (ours, bare aio-pika and the naive consumer)."""
+    factory = loop_factory(Settings.from_env().event_loop)
+    return "asyncio" if factory is None else f"uvloop {importlib.metadata.version('uvloop')}"
 
 
 def markdown(

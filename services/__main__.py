@@ -22,13 +22,14 @@ import json
 import signal
 import sys
 import urllib.parse
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterator, Sequence
+from typing import Any, TypeVar
 
 import structlog
 import uvicorn
 
 from consumers.registry import CONSUMERS, ConsumerDefinition, consumers
-from services import demo, heap, logs, operations, tail
+from services import demo, eventloop, heap, logs, operations, tail
 from services.api.app import create_app
 from services.clock import Clock
 from services.config import MAX_PARTITIONS, Settings
@@ -41,6 +42,7 @@ from services.topology import ROLES, UNROUTED, definitions, partitioned, policie
 
 UNROUTED_DEFINITION = ConsumerDefinition(UNROUTED, ())
 ALL_NAMES = [*CONSUMERS, UNROUTED]
+T = TypeVar("T")  # what a command's coroutine returns
 
 
 def definition(name: str, settings: Settings | None = None) -> ConsumerDefinition:
@@ -62,6 +64,7 @@ async def run_until_signalled(
         amqp=_redact(settings.amqp_url),
         mongo=_redact(settings.mongo_url),
         database=settings.mongo_db,
+        event_loop=eventloop.name(loop),
     )
     await asyncio.gather(*build(stop))
     log.info("stopped")
@@ -268,6 +271,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     logs.configure(settings.log_format, settings.log_level)
 
+    def on_loop(work: Coroutine[Any, Any, T]) -> T:
+        return eventloop.run(work, settings.event_loop)
+
     match args.command:
         case "run":
             names = args.only.split(",") if args.only else ALL_NAMES
@@ -275,38 +281,38 @@ def main(argv: list[str] | None = None) -> int:
             if unknown:
                 parser.error(f"unknown consumers: {', '.join(sorted(unknown))}")
             require_secrets(parser, settings, jwt=not args.no_api)
-            asyncio.run(
+            on_loop(
                 run_processes(
                     settings, names, with_clock=not args.no_clock, with_api=not args.no_api
                 )
             )
         case "api":
             require_secrets(parser, settings, jwt=True)
-            asyncio.run(run_processes(settings, [], with_clock=False, with_api=True))
+            on_loop(run_processes(settings, [], with_clock=False, with_api=True))
         case "consumer":
             require_secrets(parser, settings, jwt=False)
-            asyncio.run(run_processes(settings, [args.name], with_clock=False))
+            on_loop(run_processes(settings, [args.name], with_clock=False))
         case "clock":
             require_secrets(parser, settings, jwt=False)
-            asyncio.run(run_processes(settings, [], with_clock=True))
+            on_loop(run_processes(settings, [], with_clock=True))
         case "dead-letters":
-            asyncio.run(show_dead_letters(settings, args.name, args.limit))
+            on_loop(show_dead_letters(settings, args.name, args.limit))
         case "replay":
-            moved = asyncio.run(operations.replay(settings, args.name, args.limit))
+            moved = on_loop(operations.replay(settings, args.name, args.limit))
             print(f"replayed {moved} messages into backoffice.{args.name}")
         case "demo":
             require_secrets(parser, settings, jwt=True)  # it signs commands and a token
-            print(asyncio.run(demo.run(settings, args.companies, args.seed)))
+            print(on_loop(demo.run(settings, args.companies, args.seed)))
         case "health":
-            return 0 if asyncio.run(health(settings)) else 1
+            return 0 if on_loop(health(settings)) else 1
         case "tail":
             with contextlib.suppress(KeyboardInterrupt):
-                asyncio.run(tail.tail(settings.amqp_url, args.domain, args.company))
+                on_loop(tail.tail(settings.amqp_url, args.domain, args.company))
         case "repartition":
             if not 1 <= args.partitions <= MAX_PARTITIONS:
                 parser.error(f"partitions: from 1 to {MAX_PARTITIONS}")
             try:
-                done = asyncio.run(run_repartition(settings, args.name, args.partitions))
+                done = on_loop(run_repartition(settings, args.name, args.partitions))
             except StillRunning as error:
                 print(error, file=sys.stderr)
                 return 1

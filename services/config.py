@@ -6,11 +6,13 @@ environment, so a test builds a ``Settings`` directly.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 
 from consumers.closing import DEFAULT_CLOSING_URL
+from services.eventloop import CHOICES
 
 
 def _floats(text: str) -> tuple[float, ...]:
@@ -27,6 +29,14 @@ def _url_template(text: str) -> str:
         raise ValueError(
             f"a URL with the placeholders {{company_id}} and {{fiscal_year_end}}: {error!r}"
         ) from None
+    return text
+
+
+def _event_loop(text: str) -> str:
+    if text not in CHOICES:
+        raise ValueError(f"expected one of {', '.join(CHOICES)}")
+    if text == "uvloop" and importlib.util.find_spec("uvloop") is None:
+        raise ValueError("uvloop is not installed; choose auto or asyncio")
     return text
 
 
@@ -87,6 +97,8 @@ class Settings:
     read_max_age_ms: int = 500
     # How long the outcome of a command, and a command whose caller got 202, are kept.
     command_records_ttl_s: float = 7 * 86400.0
+    # The event loop (services/eventloop.py): auto takes uvloop where it is installed.
+    event_loop: str = "auto"
     log_format: str = "auto"  # auto: console on a terminal, JSON otherwise; or json, console
     log_level: str = "info"
 
@@ -108,6 +120,8 @@ class Settings:
                     values[f.name] = _floats(raw)
                 elif f.name == "closing_url":
                     values[f.name] = _url_template(raw)
+                elif f.name == "event_loop":
+                    values[f.name] = _event_loop(raw)
                 elif f.name == "partitions":
                     values[f.name] = _partitions(raw)
                 elif f.type in ("int", int):

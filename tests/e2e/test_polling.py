@@ -89,6 +89,8 @@ async def test_an_unanswered_command_is_polled_to_its_outcome(
     # One format in the process's output: uvicorn's lines too are our JSON lines.
     lines = [json.loads(line) for line in (tmp_path / "api.log").read_text().splitlines()]
     assert any(line["event"].startswith("Uvicorn running on") for line in lines)
+    # The project installs uvloop, and a process takes it by default (services/eventloop.py).
+    assert [line["event_loop"] for line in lines if line["event"] == "starting"] == ["uvloop"]
 
 
 async def test_a_command_that_ends_in_a_dead_letter_queue_is_polled_to_failed(
