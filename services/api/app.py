@@ -32,7 +32,7 @@ from contracts.envelope import CompanyMessage
 from contracts.fields import normalize_instant
 from contracts.status import Status
 from services.api import operate, page, schemas
-from services.api.auth import Caller, Unauthorized, caller_from_header
+from services.api.auth import Caller, TokenCheck, Unauthorized
 from services.api.commands import CommandBus
 from services.api.live import LiveHub
 from services.api.problems import Refused, Unavailable, http_problem, unexpected_problem
@@ -65,13 +65,8 @@ def utc_now() -> dt.datetime:
 # ------------------------------------------------------------------ dependencies
 async def provide_caller(request: Request[Any, Any, Any]) -> Caller:
     try:
-        settings: Settings = request.app.state.settings
-        return caller_from_header(
-            request.headers.get("authorization"),
-            settings.jwt_secret,
-            audience=settings.jwt_audience,
-            issuer=settings.jwt_issuer,
-        )
+        tokens: TokenCheck = request.app.state.tokens
+        return tokens.caller(request.headers.get("authorization"))
     except Unauthorized as error:
         raise NotAuthorizedException(detail=str(error)) from None
 
@@ -618,7 +613,14 @@ def create_app(settings: Settings) -> Litestar:
         ],
         dependencies={"caller": Provide(provide_caller)},
         lifespan=[resources],
-        state=State({"settings": settings}),
+        state=State(
+            {
+                "settings": settings,
+                "tokens": TokenCheck(
+                    settings.jwt_secret, settings.jwt_audience, settings.jwt_issuer
+                ),
+            }
+        ),
         response_class=ApiResponse,
         # Logging is ours (services/logs.py): Litestar would install its own format.
         logging_config=None,

@@ -17,7 +17,7 @@ from litestar.response import ServerSentEvent
 from consumers.registry import CONSUMERS
 from services import operations
 from services.api import schemas
-from services.api.auth import Caller, Unauthorized, caller_from_header
+from services.api.auth import Caller, TokenCheck, Unauthorized
 from services.api.commands import CommandBus
 from services.api.live import LiveHub, stream
 from services.config import Settings
@@ -79,13 +79,11 @@ async def replay(state: State, caller: Caller, consumer: str) -> schemas.Replaye
 )
 async def live_events(request: Request[Any, Any, Any], state: State) -> ServerSentEvent:
     """A browser's EventSource cannot send a header, so the token may come as `access_token`."""
-    settings: Settings = state.settings
+    tokens: TokenCheck = state.tokens
     token = request.query_params.get("access_token")
     header = f"Bearer {token}" if token else request.headers.get("authorization")
     try:
-        caller = caller_from_header(
-            header, settings.jwt_secret, settings.jwt_audience, settings.jwt_issuer
-        )
+        caller = tokens.caller(header)
     except Unauthorized as error:
         raise NotAuthorizedException(detail=str(error)) from None
     hub: LiveHub = state.live
