@@ -2,7 +2,7 @@
 
 Every request and every message passes through the loop many times (socket reads and writes to
 the broker, the store and the client, tasks, timers), and uvloop does that work in C. Measured
-on an API process answering tabs, it and uvicorn's C parser (httptools) took a sixth off the
+on an API process, it and uvicorn's C parser (httptools) took a tenth to a sixth off the
 process's CPU per request (docs/benchmarks.md (10)). asyncio's own loop stays one setting away:
 ``BACKOFFICE_EVENT_LOOP=asyncio``.
 """
