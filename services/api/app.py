@@ -86,14 +86,20 @@ async def company_entry(
     return entry
 
 
-async def member_entry(state: State, caller: Caller, company_id: str) -> dict[str, Any]:
-    """The company, if the caller has been added to it: the tabs are for its users only. The
-    entry held in memory lets a member in; a refusal is read from the store, so that a company
-    or a membership that came since is not refused."""
+async def check_member(state: State, caller: Caller, company_id: str) -> None:
+    """Lets the caller through if they have been added to the company: the tabs are for its
+    users only. Users are only ever added to a company, never taken off it, so a caller once let
+    in is let in again without a lookup (`ReadModel.members`). Otherwise the entry held in memory
+    lets a member in; a refusal is read from the store, so that a company or a membership that
+    came since is not refused."""
+    reads = reads_of(state)
+    if reads.members.knows(caller.agency_id, company_id, caller.user_id):
+        return
     try:
         entry = await company_entry(state, caller, company_id)
         if _is_member(entry, caller):
-            return entry
+            reads.members.admit(caller.agency_id, company_id, caller.user_id)
+            return
     except NotFoundException:
         pass
     entry = await company_entry(state, caller, company_id, fresh=True)
@@ -101,7 +107,7 @@ async def member_entry(state: State, caller: Caller, company_id: str) -> dict[st
         raise PermissionDeniedException(
             detail=f"add yourself to company {company_id} to see and change its tabs"
         )
-    return entry
+    reads.members.admit(caller.agency_id, company_id, caller.user_id)
 
 
 def _is_member(entry: dict[str, Any], caller: Caller) -> bool:
@@ -114,10 +120,13 @@ async def for_member(
     """What ``read`` finds, for a member of the company only. The read starts while the
     membership is checked, so a request waits for one lookup of the store rather than two one
     after the other; what it found is handed out only once the check has passed, and a refused
-    caller gets the check's answer, whatever became of the read."""
+    caller gets the check's answer, whatever became of the read. A member let in before needs
+    no check, and the read runs as it is."""
+    if reads_of(state).members.knows(caller.agency_id, company_id, caller.user_id):
+        return await read
     reading = asyncio.ensure_future(read)
     try:
-        await member_entry(state, caller, company_id)
+        await check_member(state, caller, company_id)
     except BaseException:
         # Left to finish rather than cancelled: a lookup cancelled halfway costs the client its
         # connection to the store. Its outcome is dropped.
@@ -330,7 +339,7 @@ async def set_bookkeeping_status(
     period: PeriodParam,
     data: schemas.BookkeepingStatusIn,
 ) -> Response[schemas.BookkeepingRow]:
-    await member_entry(state, caller, company_id)
+    await check_member(state, caller, company_id)
     command = c.SetBookkeepingPeriodStatus(
         **envelope(caller, company_id),
         data=c.PeriodStatus(
@@ -356,7 +365,7 @@ async def set_payroll_status(
     period: PeriodParam,
     data: schemas.PayrollStatusIn,
 ) -> Response[schemas.PayrollRow]:
-    await member_entry(state, caller, company_id)
+    await check_member(state, caller, company_id)
     command = c.SetPayrollPeriodStatus(
         **envelope(caller, company_id),
         data=c.PayrollPeriodStatus(period=period, status=data.status, user_id=caller.user_id),
@@ -438,7 +447,7 @@ async def set_engagement(
 async def add_note(
     state: State, caller: Caller, company_id: CompanyId, data: schemas.NoteIn
 ) -> Response[schemas.NoteOut]:
-    await member_entry(state, caller, company_id)
+    await check_member(state, caller, company_id)
     note_id = uuid.uuid4().hex
     command = c.AddNote(
         **envelope(caller, company_id),
@@ -465,7 +474,7 @@ async def set_note_status(
     note_id: Annotated[str, Parameter(pattern=ID)],
     data: schemas.NoteStatusIn,
 ) -> Response[schemas.NoteOut]:
-    await member_entry(state, caller, company_id)
+    await check_member(state, caller, company_id)
     if await reads_of(state).note(caller.agency_id, company_id, note_id) is None:
         raise NotFoundException(detail=f"no note {note_id}")
     command = c.SetNoteStatus(

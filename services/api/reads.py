@@ -25,6 +25,7 @@ from contracts.fields import format_instant
 from contracts.status import LABELS
 from services.api import schemas
 from services.api.fresh import Fresh
+from services.api.members import Members
 from services.api.overview import Filters, Listing, sort_key
 from services.pipeline import COMMAND_OUTCOMES
 from services.recent import Recent
@@ -34,6 +35,8 @@ from services.store.port import part_id, plain
 # Company entries the API answers from memory (services/api/fresh.py), at most: those read
 # within the age are held, and about 1 KB each.
 ENTRIES_KEPT: Final = 4096
+# Memberships the API remembers (services/api/members.py): about 100 bytes each.
+MEMBERS_KEPT: Final = 16_384
 # Packed years the API keeps in memory (a year of monthly periods: about 1 KB).
 PACKED_YEARS_KEPT: Final = 20_000
 
@@ -96,6 +99,9 @@ class ReadModel:
         # else the API reads is held.
         self.listing = Listing(self.store, max_age_s)
         self._entries: Fresh[dict[str, Any] | None] = Fresh(max_age_s, ENTRIES_KEPT)
+        # Callers let into a company's tabs: let in again without reading its entry, unless
+        # the store is to be read for every request.
+        self.members = Members(MEMBERS_KEPT if max_age_s > 0 else 0)
         # Packed years by (tab kind, id of the year's document): a document that never changes
         # (services/store/port.py), so a copy read once is good for good.
         self._packed: Recent[bytes] = Recent(PACKED_YEARS_KEPT)
