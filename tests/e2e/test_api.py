@@ -140,6 +140,9 @@ async def test_a_consultant_works_through_the_back_office(running_system: Runnin
         assert found and all(INSTANT.fullmatch(text) for text in found), found
         assert any(i["cause"] == {"kind": "user", "id": "u-1"} for i in every)
         assert len({(i["domain"], i["period"], i["at"], i["to"]) for i in every}) == len(every)
+        # The changes of every tab that has some (this company has no payroll or closing yet),
+        # in one order: the tabs are read at once, and merged.
+        assert {i["domain"] for i in every} == {"bookkeeping", "vat"}
 
 
 async def test_refusals_are_clear_and_change_nothing(running_system: RunningSystem) -> None:
