@@ -9,6 +9,7 @@ python -m services replay NAME [--limit N]   move dead letters back to be applie
 python -m services health                    exit 0 when the broker and database answer
 python -m services demo [--companies N]      publish a demo agency and print a token to try it
 python -m services tail [--domain D] [--company C]   outbound events, live, one line each
+python -m services show COLLECTION ID        a stored document, its texts decoded, as JSON
 python -m services broker-definitions        the broker's policies (and users' permissions), as
                                              a definitions file for `rabbitmqctl import_definitions`
 """
@@ -29,7 +30,7 @@ import structlog
 import uvicorn
 
 from consumers.registry import CONSUMERS, ConsumerDefinition, consumers
-from services import demo, eventloop, heap, logs, operations, tail
+from services import demo, eventloop, heap, logs, operations, show, tail
 from services.api.app import create_app
 from services.clock import Clock
 from services.config import MAX_PARTITIONS, Settings
@@ -238,6 +239,11 @@ def main(argv: list[str] | None = None) -> int:
     tail_parser = commands.add_parser("tail", help="print outbound events live, one per line")
     tail_parser.add_argument("--domain", choices=["bookkeeping", "payroll", "vat", "closing"])
     tail_parser.add_argument("--company", help="only this company_id")
+    show_parser = commands.add_parser(
+        "show", help="a stored document, its texts decoded, as JSON (for an operator)"
+    )
+    show_parser.add_argument("collection", help="for example bookkeeping or companies")
+    show_parser.add_argument("id", help="the document's _id, for example a-1/c-1")
     broker = commands.add_parser(
         "broker-definitions", help="the broker's policies, for rabbitmqctl import_definitions"
     )
@@ -308,6 +314,12 @@ def main(argv: list[str] | None = None) -> int:
         case "tail":
             with contextlib.suppress(KeyboardInterrupt):
                 on_loop(tail.tail(settings.amqp_url, args.domain, args.company))
+        case "show":
+            document = on_loop(show.stored(settings, args.collection, args.id))
+            if document is None:
+                print(f"no document {args.id!r} in {args.collection}", file=sys.stderr)
+                return 1
+            print(show.as_json(document))
         case "repartition":
             if not 1 <= args.partitions <= MAX_PARTITIONS:
                 parser.error(f"partitions: from 1 to {MAX_PARTITIONS}")

@@ -147,10 +147,14 @@ OUTBOX_FIELD = "outbox"
 # as text (on PostgreSQL, docs/benchmarks.md). What queries filter or sort on stays plain.
 STORED_AS_TEXT = "STORED_AS_TEXT"
 # A text of at least this many bytes is stored compressed (zlib, as BSON binary). FerretDB's
-# cost grows with the bytes it writes and reads: a listing shard of 1,250 companies (70-80 KB of
-# JSON) took 9 ms to replace and 4 ms to read as text, 3-5 and 2 ms compressed, for about 1 ms
-# of our CPU. Shorter texts, a tab's rows among them, gain too little to pay for compressing.
-COMPRESSED_FROM = 4096
+# cost grows with the bytes it writes and reads, and so does PostgreSQL's beneath it: a listing
+# shard of 1,250 companies (70-80 KB of JSON) took 9 ms to replace and 4 ms to read as text, 3-5
+# and 2 ms compressed, for about 1 ms of our CPU. A tab's rows, history and company facts (0.5
+# to 4 KB each) gain too: compressed, a bookkeeping tab of 9.4 KB became 5.3 KB, and FerretDB
+# and PostgreSQL together spent 2.8 ms of CPU on its replace instead of 3.5 to 3.8, and 1.4 ms
+# on its read instead of 1.6 to 1.8 (docs/benchmarks.md (12)), for 0.13 ms of ours to compress
+# it. Below this, a text is left readable: compressing it would save little.
+COMPRESSED_FROM = 512
 
 # A state type names, in this class attribute, a field of parts (name to a struct with `digest`
 # and the bytes `packed`, which it omits when empty: a tab's packed years, consumers/archive.py)
