@@ -23,8 +23,9 @@ from services.store.port import plain
 
 def readable(collection: str, document: dict[str, Any]) -> dict[str, Any]:
     """``document`` with the texts its collection's state type names decoded, and any other
-    compressed JSON (a packed year's bytes) opened; other bytes stay as base64."""
-    state_type = STATE_TYPES.get(collection.removesuffix("_packed"))
+    compressed JSON (a listing shard's rows, a packed year's bytes) opened; other bytes stay as
+    base64."""
+    state_type = STATE_TYPES.get(collection)
     decoded = plain(document, state_type) if state_type is not None else document
     return {name: _opened(value) for name, value in decoded.items()}
 

@@ -152,8 +152,8 @@ STORED_AS_TEXT = "STORED_AS_TEXT"
 # and 2 ms compressed, for about 1 ms of our CPU. A tab's rows, history and company facts (0.5
 # to 4 KB each) gain too: compressed, a bookkeeping tab of 9.4 KB became 5.3 KB, and FerretDB
 # and PostgreSQL together spent 2.8 ms of CPU on its replace instead of 3.5 to 3.8, and 1.4 ms
-# on its read instead of 1.6 to 1.8 (docs/benchmarks.md (12)), for 0.13 ms of ours to compress
-# it. Below this, a text is left readable: compressing it would save little.
+# on its read instead of 1.6 to 1.8 (docs/benchmarks.md (12)), for about 0.2 ms of ours a
+# message (compressing and opening). Below this, a text is left readable: it would save little.
 COMPRESSED_FROM = 512
 
 # A state type names, in this class attribute, a field of parts (name to a struct with `digest`
