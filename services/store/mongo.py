@@ -4,7 +4,7 @@ The server tells which it is (``buildInfo`` names FerretDB's version), and the s
 each as it is built to be used:
 
 - **MongoDB**: many aggregates in one ``find`` with ``$in`` and one unordered ``bulk_write``; the
-  indexes serve ranges and sorts.
+  indexes serve ranges and sorts, so only MongoDB gets them.
 - **FerretDB**: FerretDB pushes only a filter by equality down to its storage: ``$in``, ranges
   and sorts read the whole collection, so aggregates are looked up one ``_id`` at a time, at most
   ``concurrency`` at once. Writes go in bulk commands of at most ``FERRETDB_CHUNK`` statements,
@@ -54,6 +54,11 @@ FERRETDB_CHUNK = 16  # well under FerretDB's pool, however many statements it ho
 
 T = TypeVar("T")
 R = TypeVar("R")
+
+
+def _index_name(keys: Sequence[tuple[str, int]]) -> str:
+    """The name MongoDB (and FerretDB) gives an index of ``keys``."""
+    return "_".join(f"{field}_{direction}" for field, direction in keys)
 
 
 class IncompleteWriteResult(RuntimeError):
@@ -315,11 +320,23 @@ class MongoStore:
 
     async def ensure_indexes(self, collection: str, indexes: Sequence[Index]) -> None:
         target = self.database[collection]
-        await target.create_index([("due_at", 1), ("_id", 1)])  # the sweep's order
-        # The few documents with unpublished outbound messages (the field is absent otherwise).
-        await target.create_index([(OUTBOX_PENDING_FIELD, 1)], sparse=True)
-        for index in indexes:
-            await target.create_index(list(index))
+        ours: list[tuple[list[tuple[str, int]], dict[str, Any]]] = [  # keys, options
+            ([("due_at", 1), ("_id", 1)], {}),  # the sweep's order
+            # The few documents with unpublished outbound messages (the field is absent otherwise).
+            ([(OUTBOX_PENDING_FIELD, 1)], {"sparse": True}),
+            *((list(index), {}) for index in indexes),
+        ]
+        if await self.is_ferretdb():
+            # FerretDB's storage is served by an index for a filter on `_id` only: it compares
+            # any other field by JSON containment, which no index serves. Every other index is
+            # one more entry for PostgreSQL to write on each replace, and serves no read; so
+            # none is made, and those an earlier version made are dropped.
+            names = {_index_name(keys) for keys, _ in ours}
+            for name in set(await target.index_information()) & names:
+                await target.drop_index(name)
+            return
+        for keys, options in ours:
+            await target.create_index(keys, **options)
 
     async def record(self, collection: str, documents: Sequence[dict[str, Any]]) -> None:
         if not documents:
