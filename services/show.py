@@ -8,7 +8,6 @@ prints the document with every such part decoded, without going through the API'
 from __future__ import annotations
 
 import base64
-import datetime as dt
 import json
 import zlib
 from typing import Any
@@ -40,13 +39,7 @@ def _opened(value: Any) -> Any:
 
 
 def as_json(document: dict[str, Any]) -> str:
-    return json.dumps(document, indent=2, sort_keys=True, default=_plain_value)
-
-
-def _plain_value(value: Any) -> Any:
-    if isinstance(value, dt.datetime | dt.date):
-        return value.isoformat()
-    return str(value)
+    return json.dumps(msgspec.to_builtins(document, enc_hook=str), indent=2, sort_keys=True)
 
 
 async def stored(settings: Settings, collection: str, key: str) -> dict[str, Any] | None:

@@ -56,11 +56,6 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 
-def _index_name(keys: Sequence[tuple[str, int]]) -> str:
-    """The name MongoDB (and FerretDB) gives an index of ``keys``."""
-    return "_".join(f"{field}_{direction}" for field, direction in keys)
-
-
 class IncompleteWriteResult(RuntimeError):
     """The server's answer to a write could not be read: a passing failure, retried."""
 
@@ -331,9 +326,10 @@ class MongoStore:
             # any other field by JSON containment, which no index serves. Every other index is
             # one more entry for PostgreSQL to write on each replace, and serves no read; so
             # none is made, and those an earlier version made are dropped.
-            names = {_index_name(keys) for keys, _ in ours}
-            for name in set(await target.index_information()) & names:
-                await target.drop_index(name)
+            keys_of_ours = [keys for keys, _ in ours]
+            for name, index in (await target.index_information()).items():
+                if list(index["key"]) in keys_of_ours:
+                    await target.drop_index(name)
             return
         for keys, options in ours:
             await target.create_index(keys, **options)
