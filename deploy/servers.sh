@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Provisions the two servers the project needs on a machine without Docker:
 # RabbitMQ from Debian's package, and a MongoDB wire-protocol server (mongod when on PATH,
-# otherwise FerretDB built from its Go module, with our three fixes, and run on PostgreSQL from
+# otherwise FerretDB built from its Go module, with our four fixes, and run on PostgreSQL from
 # Debian's package, or on SQLite). Idempotent: installs what is missing, starts what is stopped,
 # waits until each answers.
 #
@@ -117,8 +117,9 @@ ferretdb_build() {
   echo "$ferretdb_version" >"$work/ferretdb/build/version/version.txt"
   # Our fixes (docs/architecture.md, "FerretDB"): an update command closes each statement's
   # query before the next (a bulk write of more statements than the pool holds deadlocked it for
-  # good), a filter on one _id uses the _id index (it read the whole collection), and no stack
-  # is recorded for every iterator it makes (a fifth of its CPU on a lookup).
+  # good), a filter on one _id uses the _id index (it read the whole collection), a replace by
+  # _id and version is one guarded UPDATE (it read and converted the old document first), and no
+  # stack is recorded for every iterator it makes (a fifth of its CPU on a lookup).
   local patch
   for patch in "$ferretdb_patches"/*.patch; do
     (cd "$work/ferretdb" && patch -s -p1 <"$patch")

@@ -128,8 +128,9 @@ async def declare_consumer(
         arguments={
             "x-queue-type": "quorum",
             # One replica consumes, the others stand by and take over when it goes away: an
-            # aggregate then has one writer at a time. FerretDB cannot make a filtered replace
-            # atomic (it reads, then writes by _id), so competing writers could lose an update.
+            # aggregate then has one writer at a time. FerretDB as released cannot make a
+            # filtered replace atomic (it reads, then writes by _id), so competing writers could
+            # lose an update.
             "x-single-active-consumer": True,
         },
     )
