@@ -1025,12 +1025,19 @@ async def stored_costs(
                         [{**document, "_id": f"k{i}"} for i in range(start, start + 100)]
                     )
                 targets.append((age, form, document, collection))
+        # Each replace is the store's: conditional on the version it read, writing the next.
+        versions: dict[tuple[str, str], int] = {}
         for turn in range(rounds):
             for age, form, document, collection in targets:
                 ids = [f"k{(turn * each + i) % copies}" for i in range(each)]
                 started = time.perf_counter()
                 for id_ in ids:
-                    await collection.replace_one({"_id": id_}, {**document, "_id": id_})
+                    version = versions.get((collection.name, id_), 1)
+                    done = await collection.replace_one(
+                        {"_id": id_, "_v": version}, {**document, "_id": id_, "_v": version + 1}
+                    )
+                    assert done.matched_count == 1, (collection.name, id_, version)
+                    versions[(collection.name, id_)] = version + 1
                 write = (time.perf_counter() - started) / each * 1000
                 started = time.perf_counter()
                 for id_ in ids:
