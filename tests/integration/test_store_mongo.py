@@ -1,13 +1,19 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 from typing import Any
 
 import pytest
+from bson import ObjectId
 from pymongo import ReplaceOne
+from pymongo.errors import WriteError
 
 from services.store.mongo import MongoStore
 from tests.store_contract import StoreContract
+
+EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+OBJECT_ID = ObjectId("65f0a1b2c3d4e5f601234567")
 
 
 class TestMongoStore(StoreContract):
@@ -72,3 +78,50 @@ async def test_indexes_are_made_where_they_serve_reads_and_only_there(
         }
         assert found["outbox_pending_1"].get("sparse") is True
     assert await target.find_one({"agency_id": "a", "company_id": "c"}) is not None
+
+
+async def test_a_conditional_replace_answers_as_mongodb_does(mongo: Any, mongo_db: str) -> None:
+    """Our FerretDB writes a replace by `_id` and plain values as one guarded statement and
+    hands every case the guard does not settle back to its old path: each answer here is
+    MongoDB's, whichever path gave it."""
+    target = mongo[mongo_db]["conditional"]
+    await target.insert_many(
+        [
+            {"_id": "int", "v": 1, "x": "a"},
+            {"_id": "array", "v": [1, 2], "x": "a"},
+            {"_id": "double", "v": 1.0, "x": "a"},
+            {"_id": "string", "v": "1", "x": "a"},
+            {"_id": "long", "v": 2**62, "x": "a"},
+            {"_id": "date", "v": EPOCH + dt.timedelta(milliseconds=5), "x": "a"},
+            {"_id": "object id", "v": OBJECT_ID, "x": "a"},
+        ]
+    )
+
+    async def replace(key: str, version: Any, new: dict[str, Any]) -> tuple[int, int]:
+        result = await target.replace_one({"_id": key, "v": version}, new)
+        return result.matched_count, result.modified_count
+
+    assert await replace("int", 1, {"v": 2, "x": "b"}) == (1, 1)
+    assert await replace("int", 1, {"v": 3, "x": "stale"}) == (0, 0)
+    assert await replace("int", 2, {"_id": "int", "v": 2, "x": "b"}) == (1, 0)  # equal
+    assert await replace("array", 1, {"v": 3, "x": "b"}) == (1, 1)  # an element matches
+    assert await replace("double", 1, {"v": 3, "x": "b"}) == (1, 1)  # numbers by value
+    assert await replace("string", 1, {"v": 3, "x": "b"}) == (0, 0)  # not by their text
+    assert await replace("long", 2**62, {"v": 3, "x": "b"}) == (1, 1)
+    # FerretDB's storage holds a date as its milliseconds and an ObjectId as its hex text
+    assert await replace("date", 5, {"v": 3, "x": "b"}) == (0, 0)
+    assert await replace("object id", str(OBJECT_ID), {"v": 3, "x": "b"}) == (0, 0)
+    with pytest.raises(WriteError):
+        await replace("int", 2, {"_id": "other", "v": 3})
+    upserted = await target.replace_one({"_id": "new", "v": 1}, {"v": 1, "x": "n"}, upsert=True)
+    assert upserted.upserted_id == "new"
+    assert {d["_id"]: (d["v"], d["x"]) for d in await target.find().to_list()} == {
+        "int": (2, "b"),
+        "array": (3, "b"),
+        "double": (3, "b"),
+        "string": ("1", "a"),
+        "long": (3, "b"),
+        "date": (EPOCH + dt.timedelta(milliseconds=5), "a"),
+        "object id": (OBJECT_ID, "a"),
+        "new": (1, "n"),
+    }
