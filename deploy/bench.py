@@ -995,7 +995,7 @@ async def stored_costs(
     import msgspec
 
     from consumers.archive import unpacked
-    from services.store.port import to_document
+    from services.store.port import VERSION_FIELD, to_document
 
     def forms(age: Age) -> dict[str, dict[str, Any]]:
         whole = unpacked(age.tab)
@@ -1008,7 +1008,7 @@ async def stored_costs(
             "nested": {
                 **msgspec.to_builtins(whole, builtin_types=(dt.datetime,)),
                 "_id": "k",
-                "_v": 1,
+                VERSION_FIELD: 1,
             },
         }
 
@@ -1034,7 +1034,8 @@ async def stored_costs(
                 for id_ in ids:
                     version = versions.get((collection.name, id_), 1)
                     done = await collection.replace_one(
-                        {"_id": id_, "_v": version}, {**document, "_id": id_, "_v": version + 1}
+                        {"_id": id_, VERSION_FIELD: version},
+                        {**document, "_id": id_, VERSION_FIELD: version + 1},
                     )
                     assert done.matched_count == 1, (collection.name, id_, version)
                     versions[(collection.name, id_)] = version + 1
