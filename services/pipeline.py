@@ -136,7 +136,7 @@ class Pipeline:
         *,
         conflict_retries: int = 10,
         tick_chunk: int = 128,
-        sweep_page: int = 2000,
+        sweep_page: int = 512,
         cache_size: int = 20_000,
         secret: str = "",
         max_clock_skew: dt.timedelta = dt.timedelta(minutes=5),

@@ -62,6 +62,11 @@ class Parted(msgspec.Struct, kw_only=True):
 T0 = dt.datetime(2026, 3, 1, 12, 0, 0, 123000, tzinfo=dt.UTC)
 
 
+async def all_due(store: Store, now: dt.datetime, **window: Any) -> list[tuple[dt.datetime, str]]:
+    """Every pair the store finds due, in order (it hands them over in none)."""
+    return sorted([pair async for batch in store.due("things", now, **window) for pair in batch])
+
+
 def thing(name: str, due_at: dt.datetime | None = None) -> Thing:
     return Thing(name=name, day=dt.date(2026, 3, 1), at=T0, due_at=due_at, items={"a": [1, 2]})
 
@@ -122,22 +127,17 @@ class StoreContract:
                 Write("never", 0, thing("x", None)),
             ],
         )
-        assert await store.due("things", T0, 10) == [(T0 - hour, "early"), (T0, "now")]
-        # A page holds at least its limit and may hold more (FerretDB's hold whole reads).
-        assert (await store.due("things", T0, 1))[0] == (T0 - hour, "early")
-        assert await store.due("things", T0, 10, after=(T0 - hour, "early")) == [(T0, "now")]
+        assert await all_due(store, T0) == [(T0 - hour, "early"), (T0, "now")]
+        assert await all_due(store, T0, after=T0 - hour) == [(T0, "now")]
+        assert await all_due(store, T0 - hour) == [(T0 - hour, "early")]
 
-    async def test_due_pages_by_due_at_then_key(self, store: Store) -> None:
-        hour = dt.timedelta(hours=1)
-        dues = {"b": T0 - hour, "a": T0, "c": T0, "d": T0 - 2 * hour, "e": T0 + hour}
+    async def test_due_comes_in_batches_of_at_most_the_size_asked(self, store: Store) -> None:
+        minute = dt.timedelta(minutes=1)
+        dues = {f"k{i}": T0 - i * minute for i in range(7)}
         await store.save("things", [Write(k, 0, thing(k, due)) for k, due in dues.items()])
-        keys: list[str] = []
-        after = None
-        while page := await store.due("things", T0, 2, after=after):
-            assert len(page) >= min(2, 4 - len(keys))
-            keys += [key for _, key in page]
-            after = page[-1]
-        assert keys == ["d", "b", "a", "c"]
+        batches = [batch async for batch in store.due("things", T0, batch=3)]
+        assert all(1 <= len(batch) <= 3 for batch in batches) and len(batches) >= 3
+        assert sorted(key for batch in batches for _, key in batch) == sorted(dues)
 
     async def test_due_since_a_watermark_finds_the_same_across_days(self, store: Store) -> None:
         midnight = dt.datetime(2026, 3, 1, 23, 0, tzinfo=dt.UTC)  # 2 March begins in Stockholm
@@ -145,12 +145,14 @@ class StoreContract:
         dues = {"a": midnight, "b": midnight + day, "c": midnight, "d": midnight + 3 * day}
         await store.save("things", [Write(k, 0, thing(k, due)) for k, due in dues.items()])
         until = midnight + 2 * day
-        everything = await store.due("things", until, 10)
+        everything = await all_due(store, until)
         assert [k for _, k in everything] == ["a", "c", "b"]
-        assert await store.due("things", until, 10, since=midnight) == everything
-        first = await store.due("things", until, 1, since=midnight)
-        rest = await store.due("things", until, 10, after=first[-1], since=midnight)
-        assert [k for _, k in first + rest] == ["a", "c", "b"]
+        assert await all_due(store, until, since=midnight) == everything
+        # A sweep that a later tick extends reads on from the earlier tick, to the later.
+        assert await all_due(store, until, after=midnight, since=midnight) == [(until - day, "b")]
+        assert await all_due(store, until + day, after=until, since=midnight) == [
+            (until + day, "d")
+        ]
 
     async def test_a_bulk_of_500_replaces_completes_and_the_store_still_answers(
         self, store: Store
@@ -258,9 +260,9 @@ class StoreContract:
         await p0.save("things", [Write("a", 0, thing("a", T0))])
         await p1.save("things", [Write("b", 0, thing("b", T0))])
         since = T0 - dt.timedelta(days=1)
-        assert await p0.due("things", T0, 10) == [(T0, "a")]
-        assert await p1.due("things", T0, 10, since=since) == [(T0, "b")]
-        assert await store.due("things", T0, 10) == [(T0, "a"), (T0, "b")]
+        assert await all_due(p0, T0) == [(T0, "a")]
+        assert await all_due(p1, T0, since=since) == [(T0, "b")]
+        assert await all_due(store, T0) == [(T0, "a"), (T0, "b")]
         assert set(await p1.load("things", Thing, ["a", "b"])) == {"a", "b"}
         (document,) = await store.fetch("things", ["b"])
         assert document["partition"] == 1

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Mapping, Sequence
 from typing import Any
 
 from services.store.port import (
@@ -92,19 +92,22 @@ class MemoryStore:
         self,
         collection: str,
         now: dt.datetime,
-        limit: int,
-        after: tuple[dt.datetime, str] | None = None,
+        *,
+        after: dt.datetime | None = None,
         since: dt.datetime | None = None,
-    ) -> list[tuple[dt.datetime, str]]:
+        batch: int = 512,
+    ) -> AsyncGenerator[list[tuple[dt.datetime, str]], None]:
         self._maybe_fail()
         found = sorted(
             (document["due_at"], key)
             for key, document in self.collections.get(collection, {}).items()
             if document.get("due_at") is not None
+            and (after is None or document["due_at"] > after)
             and document["due_at"] <= now
             and self._in_scope(document)
         )
-        return [pair for pair in found if after is None or pair > after][:limit]
+        for start in range(0, len(found), batch):
+            yield found[start : start + batch]
 
     async def each(
         self, collection: str, state_type: type[Any], page: int = 500

@@ -14,7 +14,7 @@ each as it is built to be used:
   that ``deploy/servers.sh`` builds is fixed; this store stays safe on one that is not.
 
 Used features, all within FerretDB 1.24: single-document insert, replace and find, ``$in``,
-``$lte``/``$gt`` and ``$or`` in filters, sort and limit, ``$inc``/``$min`` updates, plain indexes.
+``$lte``/``$gt`` in filters, cursors read in batches, ``$inc``/``$min`` updates, plain indexes.
 No transactions, change streams or ``$lookup``.
 """
 
@@ -22,7 +22,15 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Mapping,
+    Sequence,
+)
 from typing import Any, TypeVar
 
 from pymongo import AsyncMongoClient, InsertOne, ReplaceOne
@@ -238,65 +246,46 @@ class MongoStore:
         self,
         collection: str,
         now: dt.datetime,
-        limit: int,
-        after: tuple[dt.datetime, str] | None = None,
+        *,
+        after: dt.datetime | None = None,
         since: dt.datetime | None = None,
-    ) -> list[tuple[dt.datetime, str]]:
-        if await self.is_ferretdb():
-            if since is not None:
-                return await self._due_by_day(collection, now, limit, after, since)
-            return await self._due_by_reading_all(collection, now, after)
-        query: dict[str, Any] = {"due_at": {"$lte": now}, **self.scope}
-        if after is not None:
-            at, key = after
-            query = {
-                "$or": [
-                    {"due_at": {"$gt": at, "$lte": now}},
-                    {"due_at": at, "_id": {"$gt": key}},
-                ],
-                **self.scope,
-            }
-        cursor = (
-            self.database[collection]
-            .find(query, {"due_at": 1})
-            .sort([("due_at", 1), ("_id", 1)])
-            .limit(limit)
-        )
-        return [(document["due_at"], document["_id"]) async for document in cursor]
+        batch: int = 512,
+    ) -> AsyncGenerator[list[tuple[dt.datetime, str]], None]:
+        window: dict[str, Any] = {"$lte": now} if after is None else {"$gt": after, "$lte": now}
+        if await self.is_ferretdb() and since is not None:
+            # FerretDB reads a whole collection for a range, but hands an equality to its
+            # storage: so it is asked day by day (`due_day`), from the watermark's day (or
+            # the window's) through `now`'s.
+            day = stockholm_day(max(since, after) if after else since)
+            while day <= stockholm_day(now):
+                found = {DUE_DAY_FIELD: day.isoformat(), **self.scope}
+                async for pairs in self._pairs(collection, found, window, batch):
+                    yield pairs
+                day += dt.timedelta(days=1)
+            return
+        # MongoDB's index serves the range. FerretDB without a watermark (once in a
+        # collection's life) reads the whole collection for it, once.
+        async for pairs in self._pairs(collection, {"due_at": window, **self.scope}, window, batch):
+            yield pairs
 
-    async def _due_by_reading_all(
-        self, collection: str, now: dt.datetime, after: tuple[dt.datetime, str] | None
-    ) -> list[tuple[dt.datetime, str]]:
-        """With no watermark (once in a collection's life), FerretDB reads the whole collection
-        for a range anyway: read it once, unsorted, and return every due pair, rather than
-        read it again for every sorted page."""
-        documents = self.database[collection].find(
-            {"due_at": {"$lte": now}, **self.scope}, {"due_at": 1}
-        )
-        pairs = sorted([(d["due_at"], d["_id"]) async for d in documents])
-        return [p for p in pairs if after is None or p > after]
-
-    async def _due_by_day(
-        self,
-        collection: str,
-        now: dt.datetime,
-        limit: int,
-        after: tuple[dt.datetime, str] | None,
-        since: dt.datetime,
-    ) -> list[tuple[dt.datetime, str]]:
-        """FerretDB reads a whole collection for a range or a sort, but hands an equality to its
-        storage: so it is asked day by day (``due_day``), from the watermark's day (or the
-        cursor's) through ``now``'s, and each day comes whole, however large."""
-        target = self.database[collection]
-        day = stockholm_day(max(since, after[0]) if after else since)
-        last = stockholm_day(now)
-        found: list[tuple[dt.datetime, str]] = []
-        while day <= last and len(found) < limit:
-            documents = target.find({DUE_DAY_FIELD: day.isoformat(), **self.scope}, {"due_at": 1})
-            pairs = sorted([(d["due_at"], d["_id"]) async for d in documents])
-            found += [p for p in pairs if p[0] <= now and (after is None or p > after)]
-            day += dt.timedelta(days=1)
-        return found
+    async def _pairs(
+        self, collection: str, query: dict[str, Any], window: dict[str, Any], batch: int
+    ) -> AsyncGenerator[list[tuple[dt.datetime, str]], None]:
+        """The due pairs that ``query`` finds, a server batch at a time. ``window`` is applied
+        here too, for a query by day that does not name it."""
+        low, high = window.get("$gt"), window["$lte"]
+        cursor = self.database[collection].find(query, {"due_at": 1}, batch_size=batch)
+        pairs: list[tuple[dt.datetime, str]] = []
+        async with cursor:
+            async for document in cursor:
+                at = document.get("due_at")
+                if at is not None and at <= high and (low is None or at > low):
+                    pairs.append((at, document["_id"]))
+                if len(pairs) == batch:
+                    yield pairs
+                    pairs = []
+        if pairs:
+            yield pairs
 
     async def each(
         self, collection: str, state_type: type[Any], page: int = 500
@@ -316,7 +305,7 @@ class MongoStore:
     async def ensure_indexes(self, collection: str, indexes: Sequence[Index]) -> None:
         target = self.database[collection]
         ours: list[tuple[list[tuple[str, int]], dict[str, Any]]] = [  # keys, options
-            ([("due_at", 1), ("_id", 1)], {}),  # the sweep's order
+            ([("due_at", 1), ("_id", 1)], {}),  # the sweep's range
             # The few documents with unpublished outbound messages (the field is absent otherwise).
             ([(OUTBOX_PENDING_FIELD, 1)], {"sparse": True}),
             *((list(index), {}) for index in indexes),

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import zlib
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -44,18 +44,19 @@ class Store(Protocol):
         """Writes all it can; returns the keys whose expected version did not match."""
         ...
 
-    async def due(
+    def due(
         self,
         collection: str,
         now: dt.datetime,
-        limit: int,
-        after: tuple[dt.datetime, str] | None = None,
+        *,
+        after: dt.datetime | None = None,
         since: dt.datetime | None = None,
-    ) -> list[tuple[dt.datetime, str]]:
-        """``(due_at, key)`` of aggregates due at or before ``now``, in that order, after
-        ``after``: a page of the sweep, which the last pair of a page continues. ``since``
-        promises that nothing is due before it (the sweep's watermark). A page holds at least
-        ``limit`` pairs when there are that many, and may hold more (whole days, on FerretDB).
+        batch: int = 512,
+    ) -> AsyncGenerator[list[tuple[dt.datetime, str]], None]:
+        """``(due_at, key)`` of every aggregate due after ``after`` and at or before ``now``,
+        in batches as one cursor of the server hands them over, in no set order: the sweep
+        applies the first while the server reads on. ``since`` promises that nothing is due
+        before it (the sweep's watermark). A batch holds at most ``batch`` pairs.
         """
         ...
 

@@ -1,9 +1,12 @@
-"""The passage of time on the in-memory store: a tick starts a sweep, which pages by
-(due_at, _id) in steps, and a watermark spares the ticks that find nothing due."""
+"""The passage of time on the in-memory store: a tick starts a sweep, which reads what is due
+through one cursor while it applies it in steps, and a watermark spares the ticks that find
+nothing due."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+from collections.abc import AsyncGenerator
 from typing import Any
 
 import pytest
@@ -41,17 +44,39 @@ def statuses(store: MemoryStore, name: str) -> list[str]:
 
 
 class CountingStore(MemoryStore):
+    """Records each read of what is due, and how many batches it has handed over; a test may
+    hold a read after its first batch (``gate``) or fail writes (``failing_saves``)."""
+
     def __init__(self) -> None:
         super().__init__()
         self.due_queries: list[tuple[dt.datetime, int, Any]] = []
         self.since: list[Any] = []
+        self.handed = 0
+        self.gate: asyncio.Event | None = None
+        self.failing_saves = 0
 
     async def due(
-        self, collection: str, now: dt.datetime, limit: int, after: Any = None, since: Any = None
-    ) -> Any:
-        self.due_queries.append((now, limit, after))
+        self,
+        collection: str,
+        now: dt.datetime,
+        *,
+        after: Any = None,
+        since: Any = None,
+        batch: int = 512,
+    ) -> AsyncGenerator[list[tuple[dt.datetime, str]], None]:
+        self.due_queries.append((now, batch, after))
         self.since.append(since)
-        return await super().due(collection, now, limit, after, since)
+        async for pairs in super().due(collection, now, after=after, since=since, batch=batch):
+            yield pairs
+            self.handed += 1
+            if self.gate is not None:
+                await self.gate.wait()
+
+    async def save(self, collection: str, writes: Any) -> set[str]:
+        if self.failing_saves:
+            self.failing_saves -= 1
+            raise StoreUnavailable("no answer in 5 s")
+        return await super().save(collection, writes)
 
 
 @pytest.fixture
@@ -59,11 +84,13 @@ def store() -> CountingStore:
     return CountingStore()
 
 
-def pipeline(store: MemoryStore, *, chunk: int = 128, page: int = 2000) -> Pipeline:
+def pipeline(
+    store: MemoryStore, *, chunk: int = 128, page: int = 512, wall: dt.datetime = WALL
+) -> Pipeline:
     return Pipeline(
         CONSUMERS["bookkeeping"],
         store,
-        lambda: WALL,
+        lambda: wall,
         tick_chunk=chunk,
         sweep_page=page,
         secret=SECRET,
@@ -82,23 +109,86 @@ async def test_a_tick_is_applied_at_once_and_the_sweep_follows_in_steps(
     assert (outcome.kind, outcome.detail) == ("applied", {"sweeping": ["bookkeeping"]})
     assert statuses(store, names[0]) == ["late", "waiting", "waiting"]  # not yet swept
 
-    # Pages of 3 keys, applied 2 at a time: 2+1 from the first page, 2 from the second.
-    assert [n for n in await sweep_all(p) if n] == [2, 1, 2]
+    assert [n for n in await sweep_all(p) if n] == [2, 2, 1]
     for name in names:
         assert statuses(store, name) == ["late", "late", "waiting"]
-    pages = [after for _, limit, after in store.due_queries if limit == 3]
-    assert pages[0] is None
-    assert pages[1] is not None and pages[1][1] == f"{f.AGENCY}/{names[2]}"
+    # One read through, in batches of 3, however many steps applied it.
+    assert store.due_queries == [(dt.datetime(2026, 3, 10, 12, 0, tzinfo=UTC), 3, None)]
+    assert store.handed == 2
 
 
-async def test_the_sweep_pages_in_due_order(store: CountingStore) -> None:
-    p = pipeline(store, chunk=1, page=1)
-    await fill(p, ["c-b"], "2026-03-01T08:00")
-    await fill(p, ["c-a"], "2026-03-01T08:00")
+async def test_a_step_applies_what_is_read_while_the_rest_is_still_being_read(
+    store: CountingStore,
+) -> None:
+    p = pipeline(store, chunk=2, page=2)
+    names = companies(6)
+    await fill(p, names)
+    store.gate = asyncio.Event()  # the server is slow to hand over more than a first batch
     await p.handle([delivery(f.tick("2026-03-10T12:00"), "clock")])
-    await sweep_all(p)
-    afters = [after[1] for _, limit, after in store.due_queries if limit == 1 and after]
-    assert afters[:2] == [f"{f.AGENCY}/c-a", f"{f.AGENCY}/c-b"]
+    assert await asyncio.wait_for(p.sweep_step(), 5) == 2
+    assert store.handed == 1
+    assert [statuses(store, n)[1] for n in names] == ["late"] * 2 + ["waiting"] * 4
+    store.gate.set()
+    assert sum(await sweep_all(p)) == 4
+    assert all(statuses(store, n)[1] == "late" for n in names)
+    assert len(store.due_queries) == 1
+
+
+async def test_the_reader_keeps_only_so_many_keys_ahead_of_the_steps(
+    store: CountingStore,
+) -> None:
+    p = pipeline(store, chunk=1, page=1)
+    p.sweeper.ahead = 2
+    await fill(p, companies(6))
+    await p.handle([delivery(f.tick("2026-03-10T12:00"), "clock")])
+    await p.sweep_step()
+    assert store.handed <= 3  # 2 ahead, and the one applied
+    assert sum(await sweep_all(p)) == 5
+
+
+async def test_a_read_that_fails_is_told_and_read_again_by_the_next_step(
+    store: CountingStore,
+) -> None:
+    p = pipeline(store, chunk=2)
+    names = companies(3)
+    await fill(p, names)
+    await p.handle([delivery(f.tick("2026-03-10T12:00"), "clock")])
+    store.fail_next = StoreUnavailable("no answer in 5 s")
+    with pytest.raises(StoreUnavailable):
+        await p.sweep_step()
+    assert p.sweeping
+    assert sum(await sweep_all(p)) == 3
+    assert all(statuses(store, n)[1] == "late" for n in names)
+    assert store.collections[SWEEPS]["bookkeeping"][NEXT_DUE] > dt.datetime(
+        2026, 3, 10, 12, 0, tzinfo=UTC
+    )
+
+
+async def test_a_chunk_that_fails_to_apply_is_applied_by_a_later_step(
+    store: CountingStore,
+) -> None:
+    p = pipeline(store, chunk=1)
+    names = companies(3)
+    await fill(p, names)
+    await p.handle([delivery(f.tick("2026-03-10T12:00"), "clock")])
+    store.failing_saves = 1
+    with pytest.raises(StoreUnavailable):
+        await p.sweep_step()
+    assert sum(await sweep_all(p)) == 3
+    assert all(statuses(store, n)[1] == "late" for n in names)
+
+
+async def test_forgetting_a_sweep_stops_its_reader(store: CountingStore) -> None:
+    p = pipeline(store, chunk=1, page=1)
+    await fill(p, companies(3))
+    store.gate = asyncio.Event()
+    await p.handle([delivery(f.tick("2026-03-10T12:00"), "clock")])
+    await p.sweep_step()
+    (reader,) = [s.reader for s in p.sweeper._sweeps.values()]
+    assert reader is not None and not reader.done()
+    p.forget()
+    await asyncio.sleep(0)
+    assert reader.cancelled() and not p.sweeping
 
 
 async def test_ticks_before_the_watermark_query_nothing(store: CountingStore) -> None:
@@ -166,13 +256,25 @@ async def test_a_store_that_does_not_answer_is_told_apart(store: CountingStore) 
 
 
 async def test_a_later_tick_extends_the_sweep_under_way(store: CountingStore) -> None:
-    p = pipeline(store, chunk=1, page=1)
-    await fill(p, companies(2))
-    await p.handle([delivery(f.tick("2026-03-03T12:00"), "clock")])  # nothing due yet
-    await p.sweep_step()
+    later = dt.datetime(2026, 4, 10, 12, 0, tzinfo=UTC)
+    p = pipeline(store, chunk=1, wall=later)
+    names = companies(3)
+    await fill(p, names)
     await p.handle([delivery(f.tick("2026-03-10T12:00"), "clock")])
+    assert await p.sweep_step() == 1
+    await p.handle([delivery(f.tick("2026-04-10T12:00"), "clock")])
     await sweep_all(p)
-    assert statuses(store, "c-001") == ["late", "late", "waiting"]
+
+    alone = CountingStore()  # the same companies, swept once at the later tick
+    q = pipeline(alone, wall=later)
+    await fill(q, names)
+    await q.handle([delivery(f.tick("2026-04-10T12:00"), "clock")])
+    await sweep_all(q)
+    assert statuses(alone, names[0])[2] == "late"  # March's deadline passed too
+    assert [statuses(store, n) for n in names] == [statuses(alone, n) for n in names]
+    # The extension read on from the first tick rather than reading it all again.
+    first, later = (at for at, _, _ in store.due_queries)
+    assert store.due_queries[1][2] == first and later > first
 
 
 async def test_a_partition_sweeps_only_its_own_aggregates_with_a_watermark_of_its_own() -> None:
