@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from consumers.bookkeeping import BookkeepingTab
-from services.pipeline import UNAVAILABLE, Pipeline
+from services.pipeline import UNAVAILABLE, Outcome, Pipeline
 from services.store import StoreUnavailable
 from services.store.memory import MemoryStore
 from services.store.port import from_document, plain
@@ -36,6 +36,19 @@ async def sweep_all(p: Pipeline) -> list[int]:
     while p.sweeping:
         steps.append(await p.sweep_step())
     return steps
+
+
+async def filled(store: MemoryStore, count: int, **settings: Any) -> tuple[Pipeline, list[str]]:
+    """A pipeline on ``store``, with the tabs of ``count`` companies in it."""
+    p = pipeline(store, **settings)
+    names = companies(count)
+    await fill(p, names)
+    return p, names
+
+
+async def tick(p: Pipeline, at: str = "2026-03-10T12:00") -> Outcome:
+    (outcome,) = await p.handle([delivery(f.tick(at), "clock")])
+    return outcome
 
 
 def statuses(store: MemoryStore, name: str) -> list[str]:
@@ -100,12 +113,10 @@ def pipeline(
 async def test_a_tick_is_applied_at_once_and_the_sweep_follows_in_steps(
     store: CountingStore,
 ) -> None:
-    p = pipeline(store, chunk=2, page=3)
-    names = companies(5)
-    await fill(p, names)
+    p, names = await filled(store, 5, chunk=2, page=3)
     assert statuses(store, names[0]) == ["late", "waiting", "waiting"]
 
-    (outcome,) = await p.handle([delivery(f.tick("2026-03-10T12:00"), "clock")])
+    outcome = await tick(p)
     assert (outcome.kind, outcome.detail) == ("applied", {"sweeping": ["bookkeeping"]})
     assert statuses(store, names[0]) == ["late", "waiting", "waiting"]  # not yet swept
 
@@ -120,11 +131,9 @@ async def test_a_tick_is_applied_at_once_and_the_sweep_follows_in_steps(
 async def test_a_step_applies_what_is_read_while_the_rest_is_still_being_read(
     store: CountingStore,
 ) -> None:
-    p = pipeline(store, chunk=2, page=2)
-    names = companies(6)
-    await fill(p, names)
+    p, names = await filled(store, 6, chunk=2, page=2)
     store.gate = asyncio.Event()  # the server is slow to hand over more than a first batch
-    await p.handle([delivery(f.tick("2026-03-10T12:00"), "clock")])
+    await tick(p)
     assert await asyncio.wait_for(p.sweep_step(), 5) == 2
     assert store.handed == 1
     assert [statuses(store, n)[1] for n in names] == ["late"] * 2 + ["waiting"] * 4
@@ -140,20 +149,24 @@ async def test_the_reader_keeps_only_so_many_keys_ahead_of_the_steps(
     p = pipeline(store, chunk=1, page=1)
     p.sweeper.ahead = 2
     await fill(p, companies(6))
-    await p.handle([delivery(f.tick("2026-03-10T12:00"), "clock")])
+    await tick(p)
     await p.sweep_step()
     assert store.handed <= 3  # 2 ahead, and the one applied
     assert sum(await sweep_all(p)) == 5
 
 
-async def test_a_read_that_fails_is_told_and_read_again_by_the_next_step(
-    store: CountingStore,
+@pytest.mark.parametrize("failing", ["the read", "a chunk's write"])
+async def test_a_step_that_fails_is_told_and_leaves_nothing_due_behind(
+    store: CountingStore, failing: str
 ) -> None:
-    p = pipeline(store, chunk=2)
-    names = companies(3)
-    await fill(p, names)
-    await p.handle([delivery(f.tick("2026-03-10T12:00"), "clock")])
-    store.fail_next = StoreUnavailable("no answer in 5 s")
+    """A read that fails: the next step reads again what is still due. A chunk that fails to
+    apply: it goes back, for the next step."""
+    p, names = await filled(store, 3, chunk=1)
+    await tick(p)
+    if failing == "the read":
+        store.fail_next = StoreUnavailable("no answer in 5 s")
+    else:
+        store.failing_saves = 1
     with pytest.raises(StoreUnavailable):
         await p.sweep_step()
     assert p.sweeping
@@ -164,25 +177,11 @@ async def test_a_read_that_fails_is_told_and_read_again_by_the_next_step(
     )
 
 
-async def test_a_chunk_that_fails_to_apply_is_applied_by_a_later_step(
-    store: CountingStore,
-) -> None:
-    p = pipeline(store, chunk=1)
-    names = companies(3)
-    await fill(p, names)
-    await p.handle([delivery(f.tick("2026-03-10T12:00"), "clock")])
-    store.failing_saves = 1
-    with pytest.raises(StoreUnavailable):
-        await p.sweep_step()
-    assert sum(await sweep_all(p)) == 3
-    assert all(statuses(store, n)[1] == "late" for n in names)
-
-
 async def test_forgetting_a_sweep_stops_its_reader(store: CountingStore) -> None:
     p = pipeline(store, chunk=1, page=1)
     await fill(p, companies(3))
     store.gate = asyncio.Event()
-    await p.handle([delivery(f.tick("2026-03-10T12:00"), "clock")])
+    await tick(p)
     await p.sweep_step()
     (reader,) = [s.reader for s in p.sweeper._sweeps.values()]
     assert reader is not None and not reader.done()
@@ -194,26 +193,26 @@ async def test_forgetting_a_sweep_stops_its_reader(store: CountingStore) -> None
 async def test_ticks_before_the_watermark_query_nothing(store: CountingStore) -> None:
     p = pipeline(store)
     await fill(p, companies(3))
-    await p.handle([delivery(f.tick("2026-03-01T09:00"), "clock")])
+    await tick(p, "2026-03-01T09:00")
     await sweep_all(p)  # the watermark was unknown: this sweep finds nothing and sets it
     assert store.since == [None]  # ... asking the whole collection, once
     mark = store.collections[SWEEPS]["bookkeeping"][NEXT_DUE]
     assert mark == dt.datetime(2026, 3, 1, 23, 0, tzinfo=UTC)  # the next Stockholm midnight
     store.due_queries.clear()
 
-    (outcome,) = await p.handle([delivery(f.tick("2026-03-01T22:59"), "clock")])
+    outcome = await tick(p, "2026-03-01T22:59")
     assert outcome.detail == {"sweeping": []}
     assert not p.sweeping and store.due_queries == []
 
     # Midnight: the collection is asked for that day only, and nothing is due until February's
     # deadline day (5 March, by the factory's submission day) ends.
     for day in ("2026-03-01T23:00", "2026-03-02T23:00", "2026-03-03T23:00", "2026-03-04T23:00"):
-        (outcome,) = await p.handle([delivery(f.tick(day), "clock")])
+        outcome = await tick(p, day)
         assert outcome.detail == {"sweeping": ["bookkeeping"]}
         await sweep_all(p)
     assert statuses(store, "c-000") == ["late", "waiting", "waiting"]
     assert store.since[-1] == dt.datetime(2026, 3, 4, 23, 0, tzinfo=UTC)
-    (outcome,) = await p.handle([delivery(f.tick("2026-03-05T23:00"), "clock")])
+    outcome = await tick(p, "2026-03-05T23:00")
     await sweep_all(p)
     assert statuses(store, "c-000") == ["late", "late", "waiting"]
 
@@ -224,7 +223,7 @@ async def test_a_write_of_an_earlier_due_lowers_the_watermark(store: CountingSto
     await fill(p, ["c-new"])
     mark = store.collections[SWEEPS]["bookkeeping"][NEXT_DUE]
     assert mark == dt.datetime(2026, 3, 5, 23, 0, tzinfo=UTC)
-    (outcome,) = await p.handle([delivery(f.tick("2026-03-06T00:00"), "clock")])
+    outcome = await tick(p, "2026-03-06T00:00")
     assert outcome.detail == {"sweeping": ["bookkeeping"]}
 
 
@@ -232,7 +231,7 @@ async def test_a_sweep_sets_the_watermark_no_later_than_the_next_midnight(
     store: CountingStore,
 ) -> None:
     p = pipeline(store)
-    await p.handle([delivery(f.tick("2026-03-06T00:00"), "clock")])
+    await tick(p, "2026-03-06T00:00")
     await sweep_all(p)  # an empty collection
     assert store.collections[SWEEPS]["bookkeeping"][NEXT_DUE] == dt.datetime(
         2026, 3, 6, 23, 0, tzinfo=UTC
@@ -257,18 +256,16 @@ async def test_a_store_that_does_not_answer_is_told_apart(store: CountingStore) 
 
 async def test_a_later_tick_extends_the_sweep_under_way(store: CountingStore) -> None:
     later = dt.datetime(2026, 4, 10, 12, 0, tzinfo=UTC)
-    p = pipeline(store, chunk=1, wall=later)
-    names = companies(3)
-    await fill(p, names)
-    await p.handle([delivery(f.tick("2026-03-10T12:00"), "clock")])
+    p, names = await filled(store, 3, chunk=1, wall=later)
+    await tick(p)
     assert await p.sweep_step() == 1
-    await p.handle([delivery(f.tick("2026-04-10T12:00"), "clock")])
+    await tick(p, "2026-04-10T12:00")
     await sweep_all(p)
 
     alone = CountingStore()  # the same companies, swept once at the later tick
     q = pipeline(alone, wall=later)
     await fill(q, names)
-    await q.handle([delivery(f.tick("2026-04-10T12:00"), "clock")])
+    await tick(q, "2026-04-10T12:00")
     await sweep_all(q)
     assert statuses(alone, names[0])[2] == "late"  # March's deadline passed too
     assert [statuses(store, n) for n in names] == [statuses(alone, n) for n in names]
@@ -290,14 +287,14 @@ async def test_a_partition_sweeps_only_its_own_aggregates_with_a_watermark_of_it
     p0, p1 = partition(0), partition(1)
     await fill(p0, ["c-a"])
     await fill(p1, ["c-b"])
-    await p0.handle([delivery(f.tick("2026-03-10T12:00"), "clock")])
+    await tick(p0)
     await sweep_all(p0)
     assert statuses(shared, "c-a") == ["late", "late", "waiting"]
     assert statuses(shared, "c-b") == ["late", "waiting", "waiting"]  # p1's, not yet ticked
     marks = shared.collections[SWEEPS]
     assert "bookkeeping@p0" in marks and "bookkeeping@p1" not in marks
 
-    await p1.handle([delivery(f.tick("2026-03-10T12:00"), "clock")])
+    await tick(p1)
     await sweep_all(p1)
     assert statuses(shared, "c-b") == ["late", "late", "waiting"]
     assert {d["partition"] for d in shared.collections["bookkeeping"].values()} == {0, 1}
