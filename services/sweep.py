@@ -6,9 +6,10 @@ with message batches, so no batch waits for a sweep of thousands of aggregates, 
 held unacknowledged while one runs. A sweep reads what is due through one cursor of the server,
 in a task of its own, and applies each chunk as soon as it is read: the server reads on while
 our process works, rather than the two taking turns (on FerretDB, reading a day's due tabs
-costs as much as a third of the sweep, docs/benchmarks.md). No ``$nin`` of keys done, no
-re-reading: what a step applies is no longer due, and a reader started again after a failure
-finds only what is left.
+took a fifth of its CPU in a sweep, and the sweep's first seconds alone; docs/benchmarks.md
+(14) and (15), which also show that a process running every consumer gains nothing). No
+``$nin`` of keys done, no re-reading: what a step applies is no longer due, and a reader
+started again after a failure finds only what is left.
 
 Most ticks find nothing due: statuses change by time only at a few instants (a deadline day
 ends, a month or a fiscal year begins). So each clock-following collection has a **watermark**,
