@@ -251,7 +251,6 @@ class MongoStore:
         since: dt.datetime | None = None,
         batch: int = 512,
     ) -> AsyncGenerator[list[tuple[dt.datetime, str]], None]:
-        window: dict[str, Any] = {"$lte": now} if after is None else {"$gt": after, "$lte": now}
         if await self.is_ferretdb() and since is not None:
             # FerretDB reads a whole collection for a range, but hands an equality to its
             # storage: so it is asked day by day (`due_day`), from the watermark's day (or
@@ -259,27 +258,33 @@ class MongoStore:
             day = stockholm_day(max(since, after) if after else since)
             while day <= stockholm_day(now):
                 found = {DUE_DAY_FIELD: day.isoformat(), **self.scope}
-                async for pairs in self._pairs(collection, found, window, batch):
+                async for pairs in self._pairs(collection, found, after, now, batch):
                     yield pairs
                 day += dt.timedelta(days=1)
             return
         # MongoDB's index serves the range. FerretDB without a watermark (once in a
         # collection's life) reads the whole collection for it, once.
-        async for pairs in self._pairs(collection, {"due_at": window, **self.scope}, window, batch):
+        window: dict[str, Any] = {"$lte": now} if after is None else {"$gt": after, "$lte": now}
+        query = {"due_at": window, **self.scope}
+        async for pairs in self._pairs(collection, query, after, now, batch):
             yield pairs
 
     async def _pairs(
-        self, collection: str, query: dict[str, Any], window: dict[str, Any], batch: int
+        self,
+        collection: str,
+        query: dict[str, Any],
+        after: dt.datetime | None,
+        now: dt.datetime,
+        batch: int,
     ) -> AsyncGenerator[list[tuple[dt.datetime, str]], None]:
-        """The due pairs that ``query`` finds, a server batch at a time. ``window`` is applied
-        here too, for a query by day that does not name it."""
-        low, high = window.get("$gt"), window["$lte"]
+        """The pairs due in ``(after, now]`` that ``query`` finds, a server batch at a time (the
+        window is checked here too, for a query by day that does not name it)."""
         cursor = self.database[collection].find(query, {"due_at": 1}, batch_size=batch)
         pairs: list[tuple[dt.datetime, str]] = []
         async with cursor:
             async for document in cursor:
                 at = document.get("due_at")
-                if at is not None and at <= high and (low is None or at > low):
+                if at is not None and at <= now and (after is None or at > after):
                     pairs.append((at, document["_id"]))
                 if len(pairs) == batch:
                     yield pairs
