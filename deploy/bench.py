@@ -8,7 +8,7 @@ Every part runs on a RabbitMQ virtual host and a database of its own, against re
 - ingest: a backlog of ``bookkeeping.period_submitted`` events for 1,000 companies, from
   published to applied, by our consumer process, by bare aio-pika (ack each, prefetch as ours,
   no store) and by a naive consumer (``message.process()`` and one ``update_one`` each), on
-  each FerretDB backend;
+  each FerretDB backend, with the CPU each process and server spent on a message;
 - the demo agency at each size, through the main job: time to apply it, memory of each process;
 - a time sweep over the demo's companies once their deadlines have passed;
 - API latency at the largest demo: the overview, the overview filtered by status, one tab, and a
@@ -26,13 +26,14 @@ import importlib.metadata
 import json
 import os
 import platform
+import resource
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -161,22 +162,58 @@ def peak_rss_mib(pid: int) -> float:
     return int(value.split()[0]) / 1024
 
 
-def server_memory_mib() -> dict[str, float]:
-    """Proportional memory (PSS: shared pages split between the processes that share them) of
-    each server, summed over its processes, which are told apart by their program name."""
-    names = {"beam.smp": "RabbitMQ", "ferretdb": "FerretDB", "postgres": "PostgreSQL"}
-    found: dict[str, float] = {}
+SERVER_PROGRAMS = {"beam.smp": "RabbitMQ", "ferretdb": "FerretDB", "postgres": "PostgreSQL"}
+
+
+def server_processes() -> Iterator[tuple[str, Path]]:
+    """Each server's processes, told apart by their program name."""
     for proc in Path("/proc").iterdir():
         try:
             program = (proc / "comm").read_text().strip()
-            server = next((v for k, v in names.items() if program.startswith(k)), None)
-            if server is None:
-                continue
+        except OSError:
+            continue
+        server = next((v for k, v in SERVER_PROGRAMS.items() if program.startswith(k)), None)
+        if server is not None:
+            yield server, proc
+
+
+def server_memory_mib() -> dict[str, float]:
+    """Proportional memory (PSS: shared pages split between the processes that share them) of
+    each server, summed over its processes."""
+    found: dict[str, float] = {}
+    for server, proc in server_processes():
+        try:
             rollup = (proc / "smaps_rollup").read_text().splitlines()
         except OSError:
             continue
         pss = next((int(line.split()[1]) for line in rollup if line.startswith("Pss:")), 0)
         found[server] = found.get(server, 0.0) + pss / 1024
+    return found
+
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_of(proc: Path) -> float:
+    """CPU seconds (user and system) a process has used; 0 for one that has gone."""
+    try:
+        fields = (proc / "stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def cpu_seconds(pid: int) -> dict[str, float]:
+    """CPU seconds so far: of process ``pid`` ("process"), of each server over its processes, and
+    of the whole machine ("machine": its cores' busy time, neither idle, waiting for the disk,
+    nor taken by the host). A server process that starts or ends in between skews its
+    server's difference a little."""
+    found = {"process": _cpu_of(Path(f"/proc/{pid}"))}
+    for server, proc in server_processes():
+        found[server] = found.get(server, 0.0) + _cpu_of(proc)
+    # user, nice, system, idle, iowait, irq, softirq, steal: the busy ones, less the steal
+    ticks = [int(n) for n in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:8]]
+    found["machine"] = (sum(ticks) - ticks[3] - ticks[4]) / CLOCK_TICKS
     return found
 
 
@@ -319,9 +356,27 @@ class Ingest:
     order: str
     messages: int
     seconds: dict[str, float] = field(default_factory=dict)
+    # CPU seconds while each consumer took the backlog, by process (`cpu_seconds`)
+    cpu: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def rate(self, who: str) -> float:
         return self.messages / self.seconds[who]
+
+    def cpu_ms(self, who: str, process: str) -> float:
+        """Milliseconds of ``process``'s CPU a message while ``who`` took the backlog."""
+        return 1000 * self.cpu.get(who, {}).get(process, float("nan")) / self.messages
+
+    def busy_cores(self, who: str) -> float:
+        """Cores the whole machine kept busy, on average, while ``who`` took the backlog."""
+        return self.cpu.get(who, {}).get("machine", float("nan")) / self.seconds[who]
+
+    def ceiling(self) -> float:
+        """Messages a second on every core of the machine if ours cost its own process no more
+        than bare aio-pika's does, at the servers' CPU a message while ours took the backlog."""
+        floor_ms = self.cpu_ms("bare aio-pika", "process") + sum(
+            self.cpu_ms("ours", server) for server in ("FerretDB", "PostgreSQL", "RabbitMQ")
+        )
+        return (os.cpu_count() or 1) * 1000 / floor_ms
 
 
 # Ours with the outbound events switched off, to measure what publishing them costs (a backlog of
@@ -374,7 +429,8 @@ async def ingest(backend: str, order: str, companies: int, per_company: int) -> 
     start = BACKLOG_START
     names, backlog = submissions(order, companies, per_company)
     for who in ("ours", SILENT, "bare aio-pika", "naive"):
-        result.seconds[who] = await _ingest_one(who, companies, start, names, backlog)
+        cpu = result.cpu.setdefault(who, {})
+        result.seconds[who] = await _ingest_one(who, companies, start, names, backlog, cpu)
         say(
             f"ingest {backend:10s} {order:11s} {who:14s} {result.rate(who):8.0f} msg/s"
             f" ({len(backlog)} in {result.seconds[who]:.1f} s)"
@@ -388,8 +444,10 @@ async def _ingest_one(
     start: dt.datetime,
     names: list[str],
     backlog: list[tuple[str, bytes]],
+    cpu: dict[str, float] | None = None,
 ) -> float:
-    """Seconds for ``who`` to take the backlog, on a virtual host and database of its own."""
+    """Seconds for ``who`` to take the backlog, on a virtual host and database of its own;
+    ``cpu`` gets the CPU seconds that its process and each server used meanwhile."""
     queue = queue_name("bookkeeping")
     settings = fresh_settings()
     try:
@@ -405,17 +463,31 @@ async def _ingest_one(
             command = ("-c", NO_OUTBOUND) if who == SILENT else ("-m", "services")
             process = spawn(settings, *command, "consumer", "bookkeeping")
             started = await _subscribed(settings, queue)
+            before = cpu_seconds(process.pid)
             target = companies + len(backlog)
             await until(lambda: _at_least(settings, "bookkeeping", target), "ours to drain")
             seconds = time.monotonic() - started
+            after = cpu_seconds(process.pid)
+            if cpu is not None:
+                cpu.update({k: after[k] - before.get(k, 0.0) for k in after})
             stop(process)
             return seconds
         code = BARE if who == "bare aio-pika" else NAIVE
         extra = {"QUEUE": queue, "PREFETCH": str(PREFETCH), "TARGET": str(len(backlog))}
+        children = resource.getrusage(resource.RUSAGE_CHILDREN)
         process = spawn(settings, "-c", code, **extra)
         started = await _subscribed(settings, queue)
+        before = cpu_seconds(process.pid)
         await asyncio.to_thread(process.wait, TIMEOUT_S)  # it ends at the last message
-        return time.monotonic() - started
+        seconds = time.monotonic() - started
+        after = cpu_seconds(process.pid)  # its /proc entry is gone: its time is the children's
+        ended = resource.getrusage(resource.RUSAGE_CHILDREN)
+        after["process"] = sum(
+            getattr(ended, f) - getattr(children, f) for f in ("ru_utime", "ru_stime")
+        )
+        if cpu is not None:
+            cpu.update({k: after[k] - before.get(k, 0.0) for k in after})
+        return seconds
     finally:
         await drop(settings)
 
@@ -1118,6 +1190,29 @@ def markdown(
             f" {r.rate('ours') / r.rate(SILENT):.2f} |"
             f" {r.rate('ours') / r.rate('bare aio-pika'):.2f} |"
             f" {r.rate('ours') / r.rate('naive'):.1f} |"
+        )
+    cores = os.cpu_count() or 1
+    lines += [
+        "",
+        "Where the CPU went: milliseconds a message, of each process while ours took the"
+        " backlog, and of bare aio-pika's own process while it took it; how busy the whole"
+        f" machine was meanwhile (cores of {cores}). The ceiling is what ours could take on all"
+        f" {cores} cores were its own process as cheap as bare aio-pika's: {cores} cores ÷ (bare"
+        " aio-pika's process + FerretDB + PostgreSQL + RabbitMQ, as they were in ours).",
+        "",
+        "| backend | backlog order | ours: its process (ms) | FerretDB (ms) | PostgreSQL (ms)"
+        " | RabbitMQ (ms) | machine busy (cores) | bare aio-pika: its process (ms)"
+        " | machine busy (cores) | ceiling (msg/s) | ceiling ÷ bare |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in ingests:
+        lines.append(
+            f"| FerretDB on {r.backend} | {r.order} | {r.cpu_ms('ours', 'process'):.2f} |"
+            f" {r.cpu_ms('ours', 'FerretDB'):.2f} | {r.cpu_ms('ours', 'PostgreSQL'):.2f} |"
+            f" {r.cpu_ms('ours', 'RabbitMQ'):.2f} | {r.busy_cores('ours'):.2f} |"
+            f" {r.cpu_ms('bare aio-pika', 'process'):.2f} |"
+            f" {r.busy_cores('bare aio-pika'):.2f} |"
+            f" {r.ceiling():.0f} | {r.ceiling() / r.rate('bare aio-pika'):.2f} |"
         )
     lines += [
         "",

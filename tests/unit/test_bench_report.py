@@ -1,0 +1,68 @@
+"""The benchmark's arithmetic (deploy/bench.py): where ingest's CPU went and the ceiling it
+sets. The benchmark is the only place these figures come from, so its sums are tested here."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def bench() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("bench", ROOT / "deploy" / "bench.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["bench"] = module  # dataclasses look their module up by name
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_ceiling_takes_bare_aio_pikas_process_and_the_servers_as_ours_found_them(
+    bench: ModuleType,
+) -> None:
+    run = bench.Ingest("postgresql", "interleaved", 1000)
+    run.seconds = {"ours": 2.0, bench.SILENT: 1.5, "bare aio-pika": 0.5, "naive": 4.0}
+    run.cpu = {
+        # ours: 0.9 ms of its own a message (not in the ceiling), the servers 1.2 ms
+        "ours": {
+            "process": 0.9,
+            "FerretDB": 0.6,
+            "PostgreSQL": 0.5,
+            "RabbitMQ": 0.1,
+            "machine": 2.4,
+        },
+        "bare aio-pika": {"process": 0.3, "RabbitMQ": 0.2, "machine": 0.6},
+    }
+    assert run.cpu_ms("ours", "FerretDB") == pytest.approx(0.6)
+    assert run.busy_cores("ours") == pytest.approx(1.2)
+    assert run.busy_cores("bare aio-pika") == pytest.approx(1.2)
+    cores = os.cpu_count() or 1
+    assert run.ceiling() == pytest.approx(cores * 1000 / (0.3 + 0.6 + 0.5 + 0.1))
+    table = bench.markdown({}, [run], [], [], "deploy/bench.sh")
+    row = next(
+        line for line in table.splitlines() if line.startswith("| FerretDB") and "0.90" in line
+    )
+    assert row.split("|")[3:12] == [
+        " 0.90 ",
+        " 0.60 ",
+        " 0.50 ",
+        " 0.10 ",
+        " 1.20 ",
+        " 0.30 ",
+        " 1.20 ",
+        f" {cores * 1000 / 1.5:.0f} ",
+        f" {cores * 1000 / 1.5 / 2000:.2f} ",
+    ]
+
+
+def test_a_process_that_is_gone_counts_no_cpu(bench: ModuleType) -> None:
+    assert bench._cpu_of(Path("/proc/no-such-process")) == 0.0
+    found = bench.cpu_seconds(os.getpid())
+    assert found["process"] > 0 and found["machine"] >= found["process"]
