@@ -217,6 +217,11 @@ def cpu_seconds(pid: int) -> dict[str, float]:
     return found
 
 
+def cpu_used(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    """The CPU seconds each process spent between two readings of `cpu_seconds`."""
+    return {k: after[k] - before.get(k, 0.0) for k in after}
+
+
 # ---------------------------------------------------------------- messages
 def event(type_: str, at: dt.datetime, company: str, data: dict[str, Any]) -> bytes:
     return json.dumps(
@@ -448,6 +453,7 @@ async def _ingest_one(
 ) -> float:
     """Seconds for ``who`` to take the backlog, on a virtual host and database of its own;
     ``cpu`` gets the CPU seconds that its process and each server used meanwhile."""
+    spent = {} if cpu is None else cpu
     queue = queue_name("bookkeeping")
     settings = fresh_settings()
     try:
@@ -468,8 +474,7 @@ async def _ingest_one(
             await until(lambda: _at_least(settings, "bookkeeping", target), "ours to drain")
             seconds = time.monotonic() - started
             after = cpu_seconds(process.pid)
-            if cpu is not None:
-                cpu.update({k: after[k] - before.get(k, 0.0) for k in after})
+            spent.update(cpu_used(before, after))
             stop(process)
             return seconds
         code = BARE if who == "bare aio-pika" else NAIVE
@@ -485,8 +490,7 @@ async def _ingest_one(
         after["process"] = sum(
             getattr(ended, f) - getattr(children, f) for f in ("ru_utime", "ru_stime")
         )
-        if cpu is not None:
-            cpu.update({k: after[k] - before.get(k, 0.0) for k in after})
+        spent.update(cpu_used(before, after))
         return seconds
     finally:
         await drop(settings)
