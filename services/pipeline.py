@@ -5,10 +5,16 @@ worth retrying: dead-letter it), or failed (a passing fault such as the database
 retry it later; or, when the store does not answer, wait for it). All messages of a batch that
 touch the same aggregate are applied to one loaded state and written once. A clock tick only
 starts a sweep (``services/sweep.py``), which the runner advances between batches.
+
+Two batches may be under way at once: the runner hands over the next batch while the store
+still writes the one before, so that this process decodes, loads and applies the rules while
+the store writes. An aggregate the earlier batch holds is taken up only once that batch is done
+with it, and the writes of the two (aggregates, then listings) go one batch at a time.
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import itertools
 import json
@@ -121,6 +127,32 @@ class ConflictsPersist(Exception):
 
 
 @dataclass
+class _Claim:
+    """The aggregates a batch under way will write, and the earlier batches' claims it waits
+    for before it takes one of them up (``Pipeline.handle``)."""
+
+    number: int
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+    earlier: dict[tuple[str, str], _Claim] = field(default_factory=dict)
+    aggregates: list[tuple[str, str]] = field(default_factory=list)
+
+    async def taken_up(self, collection: str, key: str) -> None:
+        """Returns once no earlier batch still holds ``key`` of ``collection``."""
+        claim = self.earlier.get((collection, key))
+        if claim is not None:
+            await claim.done.wait()
+
+
+@dataclass
+class _Changes:
+    """What applying a batch's items to one kind of aggregate decided, before it is written."""
+
+    recorded: dt.datetime  # when the outbound messages of these writes were made
+    written: dict[str, Write] = field(default_factory=dict)  # by key; unchanged ones absent
+    decided: dict[int, Outcome] = field(default_factory=dict)  # by delivery
+
+
+@dataclass
 class _Item:
     index: int | None  # the delivery it came from; None for a tick's due aggregates
     message: Message
@@ -168,6 +200,13 @@ class Pipeline:
         )
         self.outbox = OutboxLedger()
         self.listings = ListingWriter(store, conflict_retries=conflict_retries)
+        # Of the batches under way, which holds each aggregate (the latest to claim it).
+        self._claims: dict[tuple[str, str], _Claim] = {}
+        self._claimed = itertools.count()
+        # One batch's writes at a time: those of two batches would race for the same listing
+        # shards, and FerretDB runs an update such as the sweep watermark's ``$min`` as a read
+        # and then a write.
+        self._writing = asyncio.Lock()
 
     async def prepare(self) -> dict[str, int]:
         """Indexes, and the listings of aggregates stored before their owner kept one: how
@@ -199,8 +238,9 @@ class Pipeline:
                 # not push a tab into the future.
                 now = min(message.occurred_at, wall)
                 work[rulebook.collection][rulebook.key(message)].append(_Item(index, message, now))
+        claim = self._claim(work)
         try:
-            await self._apply(work, outcomes)
+            await self._apply(work, outcomes, claim)
             for index, tick in ticks:
                 sweeping = await self.sweeper.schedule(tick)
                 outcomes[index] = Outcome("applied", message=tick, detail={"sweeping": sweeping})
@@ -213,7 +253,28 @@ class Pipeline:
                 # is harmless, a caller polling for an outcome never written is not.
                 if outcome is None or _is_command(outcome):
                     outcomes[index] = Outcome("failed", code, reason, messages[index])
+        finally:
+            self._release(claim)
         return [o or Outcome("failed", "transient", "no outcome") for o in outcomes]
+
+    def _claim(self, work: dict[str, dict[str, list[_Item]]]) -> _Claim:
+        """Claims the batch's aggregates, before it awaits anything: a batch handed over later
+        then waits for this one wherever their aggregates meet."""
+        claim = _Claim(next(self._claimed))
+        for collection, by_key in work.items():
+            for key in by_key:
+                held = self._claims.get((collection, key))
+                if held is not None:
+                    claim.earlier[(collection, key)] = held
+                self._claims[(collection, key)] = claim
+                claim.aggregates.append((collection, key))
+        return claim
+
+    def _release(self, claim: _Claim) -> None:
+        claim.done.set()
+        for aggregate in claim.aggregates:
+            if self._claims.get(aggregate) is claim:  # not claimed since by a later batch
+                del self._claims[aggregate]
 
     def _admit(
         self, delivery: Delivery, wall: dt.datetime
@@ -270,9 +331,10 @@ class Pipeline:
         await self.store.record(COMMAND_OUTCOMES, records)
 
     async def _references(
-        self, rulebook: Rulebook[Any], items: list[_Item]
+        self, rulebook: Rulebook[Any], items: list[_Item], claim: _Claim | None
     ) -> dict[tuple[str, str], Any]:
-        """The other aggregates the batch's commands are checked against."""
+        """The other aggregates the batch's commands are checked against, as an earlier batch
+        under way leaves them."""
         if rulebook.requires is None:
             return {}
         wanted: dict[str, set[str]] = defaultdict(set)
@@ -281,6 +343,12 @@ class Pipeline:
                 wanted[collection].add(key)
         found: dict[tuple[str, str], Any] = {}
         for collection, keys in wanted.items():
+            if claim is not None:
+                for key in keys:
+                    held = self._claims.get((collection, key))
+                    if held is not None and held.number < claim.number:
+                        await held.done.wait()
+                    await claim.taken_up(collection, key)
             state_type = self._rulebook(collection).state_type
             for key, stored in (await self.store.load(collection, state_type, keys)).items():
                 found[(collection, key)] = stored.state
@@ -290,82 +358,125 @@ class Pipeline:
         return next(r for r in self.definition.rulebooks if r.collection == collection)
 
     async def _apply(
-        self, work: dict[str, dict[str, list[_Item]]], outcomes: list[Outcome | None]
+        self,
+        work: dict[str, dict[str, list[_Item]]],
+        outcomes: list[Outcome | None],
+        claim: _Claim | None = None,
     ) -> None:
         for collection, by_key in work.items():
             rulebook = self._rulebook(collection)
-            pending = dict(by_key)
             touched: dict[str, Stored] = {}
             # Decided only once the listing is written too: a message whose listing a failure
             # lost comes again (services/listings.py).
             decided: list[Outcome | None] = [None] * len(outcomes)
-            for _ in range(self.conflict_retries):
+            # The rules run before the batch's turn to write: meanwhile the store may still be
+            # writing the batch before.
+            changes = await self._changes(rulebook, by_key, touched, claim)
+            saved: list[Any] = []
+            pending = await self._write(rulebook, by_key, changes, decided, touched, saved)
+            for _ in range(self.conflict_retries - 1):
                 if not pending:
                     break
-                pending = await self._apply_once(rulebook, pending, decided, touched)
+                changes = await self._changes(rulebook, pending, touched, None)
+                pending = await self._write(rulebook, pending, changes, decided, touched, saved)
             if pending:
                 raise ConflictsPersist(
                     f"{len(pending)} aggregates of {collection} kept changing under us"
                 )
-            if rulebook.listed is not None:
-                await self.listings.put(collection, rulebook.listed, touched.values())
+            async with self._writing:
+                await self.sweeper.written(collection, saved)
+                if rulebook.listed is not None:
+                    await self.listings.put(collection, rulebook.listed, touched.values())
             for index, outcome in enumerate(decided):
                 if outcome is not None:
                     outcomes[index] = outcome
 
-    async def _apply_once(
+    async def _changes(
         self,
         rulebook: Rulebook[Any],
         by_key: dict[str, list[_Item]],
+        touched: dict[str, Stored],
+        claim: _Claim | None,
+    ) -> _Changes:
+        """Loads the aggregates and applies the items to them; ``touched`` gets each one left
+        unchanged (its listing may still lack a write whose listing a crash lost). The
+        aggregates no earlier batch holds go first, the others once it lets them go."""
+        collection = rulebook.collection
+        free = [k for k in by_key if claim is None or (collection, k) not in claim.earlier]
+        held = [k for k in by_key if claim is not None and (collection, k) in claim.earlier]
+        references = await self._references(
+            rulebook, [i for v in by_key.values() for i in v], claim
+        )
+        changes = _Changes(normalize_instant(self.wall_clock()))
+        for keys in (free, held):
+            if not keys:
+                continue
+            if claim is not None:
+                for key in keys:
+                    await claim.taken_up(collection, key)
+            stored = await self._load(rulebook, keys)
+            for key in keys:
+                await self._decide(rulebook, key, by_key[key], stored.get(key), references, changes)
+                if key not in changes.written and (current := stored.get(key)) is not None:
+                    touched[key] = current
+        return changes
+
+    async def _decide(
+        self,
+        rulebook: Rulebook[Any],
+        key: str,
+        items: list[_Item],
+        current: Stored | None,
+        references: dict[tuple[str, str], Any],
+        changes: _Changes,
+    ) -> None:
+        """Applies ``items`` to the aggregate ``key`` as ``current`` holds it, into ``changes``."""
+        before = current.state if current else None
+        version = (current.version if current else 0) + 1
+        next_id = _outbound_ids(rulebook.collection, key, version)
+        state = before
+        for item in items:
+            try:
+                if rulebook.validate is not None:
+                    rulebook.validate(item.message, references)
+                while True:
+                    try:
+                        applied = self._applied(rulebook, state, item, changes.recorded, next_id)
+                        break
+                    except PackedYearsNeeded as needed:
+                        found = await self._packed_years(rulebook, key, state, needed.years)
+                        if state is before:
+                            before = found
+                        state = found
+                state = applied
+                outcome = Outcome("applied", message=item.message)
+            except Rejected as refusal:
+                outcome = Outcome("rejected", "rejected", refusal.reason, item.message)
+            if item.index is not None:
+                changes.decided[item.index] = outcome
+        if state is not None and state != before:
+            if rulebook.listed is not None and (
+                before is None or rulebook.listed(state) != rulebook.listed(before)
+            ):
+                state = msgspec.structs.replace(state, **{LISTED_VERSION: version})
+            changes.written[key] = Write(key, current.version if current else 0, state)
+
+    async def _write(
+        self,
+        rulebook: Rulebook[Any],
+        by_key: dict[str, list[_Item]],
+        changes: _Changes,
         outcomes: list[Outcome | None],
         touched: dict[str, Stored],
+        saved: list[Any],
     ) -> dict[str, list[_Item]]:
-        """Applies and writes; ``touched`` gets each aggregate as it now stands, written or not
-        (its listing may still lack a write whose listing a crash lost)."""
-        stored = await self._load(rulebook, list(by_key))
-        references = await self._references(rulebook, [i for v in by_key.values() for i in v])
-        recorded = normalize_instant(self.wall_clock())
-        writes: list[Write] = []
-        decided: dict[int, Outcome] = {}
-        for key, items in by_key.items():
-            current = stored.get(key)
-            before = current.state if current else None
-            version = (current.version if current else 0) + 1
-            next_id = _outbound_ids(rulebook.collection, key, version)
-            state = before
-            for item in items:
-                try:
-                    if rulebook.validate is not None:
-                        rulebook.validate(item.message, references)
-                    while True:
-                        try:
-                            applied = self._applied(rulebook, state, item, recorded, next_id)
-                            break
-                        except PackedYearsNeeded as needed:
-                            found = await self._packed_years(rulebook, key, state, needed.years)
-                            if state is before:
-                                before = found
-                            state = found
-                    state = applied
-                    outcome = Outcome("applied", message=item.message)
-                except Rejected as refusal:
-                    outcome = Outcome("rejected", "rejected", refusal.reason, item.message)
-                if item.index is not None:
-                    decided[item.index] = outcome
-            if state is not None and state != before:
-                if rulebook.listed is not None and (
-                    before is None or rulebook.listed(state) != rulebook.listed(before)
-                ):
-                    state = msgspec.structs.replace(state, **{LISTED_VERSION: version})
-                writes.append(Write(key, current.version if current else 0, state))
-            elif current is not None:
-                touched[key] = current
+        """Writes ``changes``; the items of the aggregates another writer changed meanwhile,
+        to apply again. ``touched`` and ``saved`` get each aggregate written."""
+        writes = list(changes.written.values())
         conflicts = await self.store.save(rulebook.collection, writes)
-        await self.sweeper.written(
-            rulebook.collection, [w.state for w in writes if w.key not in conflicts]
-        )
         for write in writes:
             if write.key not in conflicts:
+                saved.append(write.state)
                 version = write.expected_version + 1
                 # Kept as a load would find it: the packed years just written are in the store
                 # now, and a later write of this state must not send them again.
@@ -380,7 +491,7 @@ class Pipeline:
                 continue
             for item in items:
                 if item.index is not None:
-                    outcomes[item.index] = decided[item.index]
+                    outcomes[item.index] = changes.decided[item.index]
         return {key: by_key[key] for key in conflicts}
 
     @staticmethod

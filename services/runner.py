@@ -13,6 +13,10 @@ which would only pile more work on a server that may still be busy with the aban
 it holds the batch, and so consumes no more than its prefetch, asks the store with a ping until
 it answers, and then applies the same batch again. It says so once when the store goes, and once
 when it is back. A clock tick starts a sweep that the runner advances between batches.
+
+Two batches are under way at most: the next one is handed to the pipeline while the store still
+writes the one before (services/pipeline.py says how they share aggregates), and it is settled
+and acked only after that one: an ack covers every delivery before it on the channel.
 """
 
 from __future__ import annotations
@@ -167,6 +171,9 @@ class ConsumerRunner:
         self._relaying: asyncio.Task[None] | None = None
         self._relay_lock = asyncio.Lock()
         self._relay_channel: aiormq.Channel | None = None  # in transaction mode
+        self._under_way: asyncio.Task[bool] | None = None  # the latest batch handed over
+        self._store_watch: asyncio.Task[bool] | None = None  # pings while the store is down
+        self._counting = asyncio.Lock()  # one counters' write (and expiry) at a time
 
     async def run(self, stop: asyncio.Event) -> None:
         await supervise(self._session, stop, self.log)
@@ -186,21 +193,27 @@ class ConsumerRunner:
             self.log.info("consuming", queue=queue.name)
             try:
                 while not (stop.is_set() or closed.is_set()):
+                    if self._under_way is not None and self._under_way.done():
+                        await self._finish_under_way()  # raises what failed it
+                    under_way = self._under_way
                     if self.pipeline.sweeping:  # batches first, a sweep step between them
                         batch = self._drain(inbox)
                     elif self.pipeline.outbox.has_untidy or self.pipeline.outbox.has_unpublished:
                         idle = TIDY_PAUSE_S if self._tidying else IDLE_BEFORE_TIDY_S
-                        batch = await self._next_batch(inbox, stop, closed, idle)
+                        batch = await self._next_batch(inbox, stop, closed, idle, under_way)
+                        if not batch and under_way is not None and under_way.done():
+                            continue  # it may have started a sweep: look again
                         if not batch and not stop.is_set():
                             # Nothing else to do for a while: publish what failed before, and
                             # clear what was published from the stored documents.
+                            await self._finish_under_way()
                             self._kick_relay(channel)
                             await self._relayed()
                             await self._tidy()
                             self._tidying = True
                             continue
                     else:
-                        batch = await self._next_batch(inbox, stop, closed)
+                        batch = await self._next_batch(inbox, stop, closed, None, under_way)
                     if batch:
                         self._tidying = False
                     if batch and not recovered_on_first_batch:
@@ -208,15 +221,22 @@ class ConsumerRunner:
                         # one: the one before it may have left messages unpublished.
                         recovered_on_first_batch = True
                         await self._recover(channel)
-                    if batch and await self._process(channel, batch, stop):
-                        self._kick_relay(channel)
+                    if batch:
+                        earlier = self._under_way
+                        self._under_way = asyncio.create_task(
+                            self._process(channel, batch, stop, earlier)
+                        )
+                        if earlier is not None:  # two under way: the next waits for the first
+                            await earlier
                     if self.pipeline.sweeping and not stop.is_set():
+                        await self._finish_under_way()
                         await self._sweep_step(stop)
                         self._kick_relay(channel)
                 if stop.is_set() and not closed.is_set():
                     # Take no more, then finish and ack what we already hold; what the store
                     # cannot take in time goes back to the queue.
                     await queue.cancel(tag)
+                    await self._finish_under_way()
                     while batch := self._drain(inbox):
                         if not await self._process(channel, batch, stop):
                             await self._requeue(self._drain_all(inbox))
@@ -225,6 +245,14 @@ class ConsumerRunner:
                     self.log.info("stopped consuming")
             finally:
                 self.consuming.clear()
+                if self._under_way is not None:  # fails soon, on a channel gone with its session
+                    under_way, self._under_way = self._under_way, None
+                    await asyncio.wait({under_way})
+                    if not under_way.cancelled() and under_way.exception() is not None:
+                        self.log.warning(
+                            "a batch under way failed with its session; it comes again",
+                            error=str(under_way.exception()),
+                        )
                 await self._relayed()
                 self._relay_channel = None  # closes with the session's connection
                 self.pipeline.forget()
@@ -252,6 +280,12 @@ class ConsumerRunner:
                     break  # what failed waits for the next batch's relay
         except Exception as error:  # kept in the documents: the next session publishes them
             self.log.warning("could not publish outbound messages", error=str(error))
+
+    async def _finish_under_way(self) -> None:
+        """Waits for the batches handed over to be settled (raising what failed them)."""
+        if self._under_way is not None:
+            under_way, self._under_way = self._under_way, None
+            await under_way
 
     async def _relayed(self) -> None:
         """Waits for the relay under way, if any."""
@@ -327,14 +361,17 @@ class ConsumerRunner:
         stop: asyncio.Event,
         closed: asyncio.Event,
         idle_s: float | None = None,
+        under_way: asyncio.Task[bool] | None = None,
     ) -> list[AbstractIncomingMessage]:
-        """The next batch; empty when stopping, or when nothing came within ``idle_s``."""
+        """The next batch; empty when stopping, when nothing came within ``idle_s``, or when
+        the batch ``under_way`` ended first (a tick in it may have started a sweep)."""
         getter = asyncio.ensure_future(inbox.get())
         stopper = asyncio.ensure_future(stop.wait())
         closer = asyncio.ensure_future(closed.wait())
-        await asyncio.wait(
-            {getter, stopper, closer}, timeout=idle_s, return_when=asyncio.FIRST_COMPLETED
-        )
+        waits: set[asyncio.Future[Any]] = {getter, stopper, closer}
+        if under_way is not None:
+            waits.add(under_way)
+        await asyncio.wait(waits, timeout=idle_s, return_when=asyncio.FIRST_COMPLETED)
         stopper.cancel()
         closer.cancel()
         if not getter.done():
@@ -389,8 +426,10 @@ class ConsumerRunner:
         channel: AbstractChannel,
         batch: Sequence[AbstractIncomingMessage],
         stop: asyncio.Event,
+        earlier: asyncio.Task[bool] | None = None,
     ) -> bool:
-        """Applies and settles ``batch``; False if stopping left it unapplied (requeued)."""
+        """Applies and settles ``batch`` after the ``earlier`` batch, which may still be under
+        way; False if stopping left it unapplied (requeued)."""
         deliveries = [
             Delivery(
                 m.body,
@@ -411,9 +450,16 @@ class ConsumerRunner:
         if not await self._record_dead_commands(batch, outcomes, stop):
             await self._requeue(batch)
             return False
+        if earlier is not None:
+            await asyncio.wait({earlier})
+            if earlier.cancelled() or earlier.exception() is not None:
+                # Its deliveries may be unacknowledged still, and our ack would take them too.
+                await self._requeue(batch)
+                return False
         for incoming, outcome in zip(batch, outcomes, strict=True):
             await self._settle(channel, incoming, outcome)
         await batch[-1].ack(multiple=True)
+        self._kick_relay(channel)
         await self._publish_counters()
         await self._expire()
         return True
@@ -479,7 +525,8 @@ class ConsumerRunner:
         if self.expiry is None:
             return
         try:
-            deleted = await self.expiry.purge_if_due()
+            async with self._counting:
+                deleted = await self.expiry.purge_if_due()
         except Exception as error:  # the next batch tries again
             self.log.warning("could not delete expired command outcomes", error=str(error))
             return
@@ -502,7 +549,13 @@ class ConsumerRunner:
         return work.result()
 
     async def _await_store(self, stop: asyncio.Event, failure: Outcome | None) -> bool:
-        """Waits until the store answers a ping; False if a stop came first."""
+        """Waits until the store answers a ping; False if a stop came first. The two batches
+        under way wait on one watch: one ping at a time, and one line each way in the log."""
+        if self._store_watch is None or self._store_watch.done():
+            self._store_watch = asyncio.create_task(self._watch_store(stop, failure))
+        return await asyncio.shield(self._store_watch)
+
+    async def _watch_store(self, stop: asyncio.Event, failure: Outcome | None) -> bool:
         if not self.store_down:
             self.store_down = True
             self.log.error(
@@ -548,20 +601,24 @@ class ConsumerRunner:
         return name if self.partition is None else f"{name}@p{self.partition}"
 
     async def _publish_counters(self) -> None:
-        """Adds the counts since the last time to the consumer's shared counters (/metrics)."""
-        now = self.counters.snapshot()
-        delta = {k: v - self._published.get(k, 0) for k, v in now.items()}
-        delta = {k: v for k, v in delta.items() if v}
-        if self.store_down or not delta:
+        """Adds the counts since the last time to the consumer's shared counters (/metrics);
+        one write at a time, so that two batches' writes never add the same counts."""
+        if self.store_down:
             return  # counters must never hold up messages; they are added up next time
-        try:
-            await asyncio.wait_for(
-                self.pipeline.store.increment(CONSUMER_STATS, self._stats_id, delta),
-                STORE_PROBE_TIMEOUT_S,
-            )
-            self._published = now
-        except Exception as error:
-            self.log.warning("could not update counters", error=str(error))
+        async with self._counting:
+            now = self.counters.snapshot()
+            delta = {k: v - self._published.get(k, 0) for k, v in now.items()}
+            delta = {k: v for k, v in delta.items() if v}
+            if not delta:
+                return
+            try:
+                await asyncio.wait_for(
+                    self.pipeline.store.increment(CONSUMER_STATS, self._stats_id, delta),
+                    STORE_PROBE_TIMEOUT_S,
+                )
+                self._published = now
+            except Exception as error:
+                self.log.warning("could not update counters", error=str(error))
 
     @staticmethod
     def _source(incoming: AbstractIncomingMessage) -> Source | None:

@@ -1,0 +1,235 @@
+"""Two batches under way at once (services/pipeline.py, services/runner.py): the later one is
+decoded, loaded and applied while the store still writes the earlier one, takes up an aggregate
+the earlier one holds only after it, and is acked only after it."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from consumers.bookkeeping import BookkeepingTab
+from consumers.listing import COLLECTION as LISTINGS
+from consumers.listing import ListingShard
+from consumers.registry import CONSUMERS
+from contracts.envelope import Message
+from contracts.registry import encode
+from services.config import Settings
+from services.pipeline import Delivery, Pipeline
+from services.runner import ConsumerRunner
+from services.store import Stored, Write
+from services.store.memory import MemoryStore
+from services.store.port import from_document
+from services.topology import ACCOUNTING_EXCHANGE
+from tests import factories as f
+
+WALL = dt.datetime(2026, 3, 10, 12, 0, tzinfo=dt.UTC)
+
+
+def key(company: str) -> str:
+    return f"{f.AGENCY}/{company}"
+
+
+class GatedStore(MemoryStore):
+    """A store whose first write of tabs waits for ``gate``, and that tells what it was asked."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = asyncio.Event()
+        self.gated = False
+        self.asked: list[tuple[str, str, tuple[str, ...]]] = []  # (what, collection, keys)
+        self.conflicts: list[set[str]] = []
+
+    async def load(
+        self, collection: str, state_type: type[Any], keys: Iterable[str]
+    ) -> dict[str, Stored]:
+        keys = list(keys)
+        self.asked.append(("load", collection, tuple(keys)))
+        return await super().load(collection, state_type, keys)
+
+    async def save(self, collection: str, writes: Sequence[Write]) -> set[str]:
+        keys = tuple(w.key for w in writes)
+        if collection == "bookkeeping" and not self.gated:
+            self.gated = True
+            self.asked.append(("save waits", collection, keys))
+            await self.gate.wait()
+        conflicts = await super().save(collection, writes)
+        self.asked.append(("saved", collection, keys))
+        self.conflicts.append(conflicts)
+        return conflicts
+
+
+def deliveries(messages: Iterable[Message]) -> list[Delivery]:
+    return [Delivery(encode(m), "event", m.type) for m in messages]
+
+
+async def turns(count: int = 50) -> None:
+    """Lets the event loop run ``count`` times without any time passing."""
+    for _ in range(count):
+        await asyncio.sleep(0)
+
+
+async def stored_companies(companies: Sequence[str]) -> GatedStore:
+    """A gated store that holds the companies' tabs."""
+    gated = GatedStore()
+    gated.gated = True  # not the set-up's write
+    setup = Pipeline(CONSUMERS["bookkeeping"], gated, lambda: WALL)
+    details = [f.details("2026-01-02T08:00", company_id=c) for c in companies]
+    assert {o.kind for o in await setup.handle(deliveries(details))} == {"applied"}
+    gated.gated = False
+    gated.asked.clear()
+    gated.conflicts.clear()
+    return gated
+
+
+def periods(state: Any) -> set[str]:
+    assert isinstance(state, BookkeepingTab)
+    return set(state.facts)
+
+
+async def test_a_later_batch_is_applied_while_the_earlier_one_is_written() -> None:
+    store = await stored_companies(["c-1", "c-2", "c-3"])
+    pipeline = Pipeline(CONSUMERS["bookkeeping"], store, lambda: WALL)  # nothing cached
+    earlier = asyncio.create_task(
+        pipeline.handle(
+            deliveries(
+                [
+                    f.submitted("2026-01", "2026-02-01T09:00", company_id="c-1"),
+                    f.submitted("2026-01", "2026-02-01T09:00", company_id="c-2"),
+                ]
+            )
+        )
+    )
+    await turns()
+    assert store.asked[-1] == ("save waits", "bookkeeping", (key("c-1"), key("c-2")))
+    asked_before = len(store.asked)
+    later = asyncio.create_task(
+        pipeline.handle(
+            deliveries(
+                [
+                    f.submitted("2026-02", "2026-03-02T09:00", company_id="c-2"),
+                    f.submitted("2026-02", "2026-03-02T09:00", company_id="c-3"),
+                ]
+            )
+        )
+    )
+    await turns()
+    # The aggregate that only the later batch touches is loaded while the earlier one writes;
+    # the one both touch waits for the earlier batch.
+    assert store.asked[asked_before:] == [("load", "bookkeeping", (key("c-3"),))]
+    assert not later.done()
+    store.gate.set()
+    assert [o.kind for o in await earlier] == ["applied"] * 2
+    assert [o.kind for o in await later] == ["applied"] * 2
+    # The shared aggregate came from the earlier batch's write, not from a second read, and no
+    # write lost a race against the other batch.
+    assert not any(
+        what == "load" and key("c-2") in keys for what, _, keys in store.asked[asked_before:]
+    )
+    assert all(not conflicts for conflicts in store.conflicts)
+    tabs = await store.load("bookkeeping", BookkeepingTab, [key(c) for c in ("c-1", "c-2", "c-3")])
+    assert periods(tabs[key("c-1")].state) == {"2026-01"}
+    assert periods(tabs[key("c-2")].state) == {"2026-01", "2026-02"}
+    assert periods(tabs[key("c-3")].state) == {"2026-02"}
+
+
+async def test_batches_without_a_shared_aggregate_write_at_once_and_list_both() -> None:
+    store = await stored_companies(["c-1", "c-2"])
+    pipeline = Pipeline(CONSUMERS["bookkeeping"], store, lambda: WALL)
+    earlier = asyncio.create_task(
+        pipeline.handle(deliveries([f.submitted("2026-01", "2026-02-01T09:00", company_id="c-1")]))
+    )
+    await turns()
+    later = asyncio.create_task(
+        pipeline.handle(deliveries([f.submitted("2026-01", "2026-02-01T09:00", company_id="c-2")]))
+    )
+    await turns()
+    # The later batch's tab is written while the earlier one's write still waits.
+    assert ("saved", "bookkeeping", (key("c-2"),)) in store.asked
+    assert not earlier.done()
+    store.gate.set()
+    assert [o.kind for o in await earlier] == [o.kind for o in await later] == ["applied"]
+    # No write lost a race to the other batch, and both tabs' statuses are listed.
+    assert all(not conflicts for conflicts in store.conflicts)
+    listed = {
+        company
+        for document in store.collections[LISTINGS].values()
+        if "entries" in document
+        for company in from_document(document, ListingShard).state.entries
+    }
+    assert {"c-1", "c-2"} <= listed
+
+
+class Incoming:
+    """A delivery as aio-pika hands it over, recording how it is settled."""
+
+    exchange = ACCOUNTING_EXCHANGE
+    headers = None
+    reply_to = None
+    correlation_id = None
+    message_id = None
+
+    def __init__(self, message: Message, settled: list[str], fail_ack: bool = False) -> None:
+        self.body = encode(message)
+        self.routing_key = message.type
+        self.name = getattr(message, "company_id", "")
+        self.settled = settled
+        self.fail_ack = fail_ack
+
+    async def ack(self, multiple: bool = False) -> None:
+        if self.fail_ack:
+            raise ConnectionError("channel closed")
+        self.settled.append(f"ack {self.name}{' and before' if multiple else ''}")
+
+    async def nack(self, requeue: bool = True) -> None:
+        self.settled.append(f"nack {self.name}{' requeued' if requeue else ''}")
+
+
+class Channel:
+    is_closed = True  # the relay has nothing to publish on
+
+
+async def runner_with_gated_store() -> tuple[ConsumerRunner, GatedStore]:
+    store = await stored_companies(["c-1", "c-2"])
+    return ConsumerRunner(CONSUMERS["bookkeeping"], Settings(), store), store
+
+
+async def test_a_later_batch_is_acked_only_after_the_earlier_one() -> None:
+    runner, store = await runner_with_gated_store()
+    settled: list[str] = []
+    stop = asyncio.Event()
+    channel: Any = Channel()
+    first: list[Any] = [
+        Incoming(f.submitted("2026-01", "2026-02-01T09:00", company_id="c-1"), settled)
+    ]
+    second: list[Any] = [
+        Incoming(f.submitted("2026-01", "2026-02-01T09:00", company_id="c-2"), settled)
+    ]
+    earlier = asyncio.create_task(runner._process(channel, first, stop))
+    await turns()
+    later = asyncio.create_task(runner._process(channel, second, stop, earlier))
+    await turns(200)
+    assert ("saved", "bookkeeping", (key("c-2"),)) in store.asked  # applied and written...
+    assert settled == [] and not later.done()  # ...but an ack would cover the earlier batch
+    store.gate.set()
+    assert await earlier and await later
+    assert settled == ["ack c-1 and before", "ack c-2 and before"]
+
+
+async def test_a_later_batch_goes_back_to_the_queue_when_the_earlier_one_failed() -> None:
+    runner, store = await runner_with_gated_store()
+    settled: list[str] = []
+    stop = asyncio.Event()
+    channel: Any = Channel()
+    failing = Incoming(f.submitted("2026-01", "2026-02-01T09:00", company_id="c-1"), settled, True)
+    later_one = Incoming(f.submitted("2026-01", "2026-02-01T09:00", company_id="c-2"), settled)
+    earlier = asyncio.create_task(runner._process(channel, [failing], stop))  # type: ignore[list-item]
+    await turns()
+    later = asyncio.create_task(runner._process(channel, [later_one], stop, earlier))  # type: ignore[list-item]
+    store.gate.set()
+    await asyncio.wait({earlier})
+    assert isinstance(earlier.exception(), ConnectionError)
+    # Its ack (multiple) would have acknowledged the earlier batch's deliveries too.
+    assert await later is False
+    assert settled == ["nack c-2 requeued"]
