@@ -64,6 +64,11 @@ def deliveries(messages: Iterable[Message]) -> list[Delivery]:
     return [Delivery(encode(m), "event", m.type) for m in messages]
 
 
+def submissions(period: str, at: str, *companies: str) -> list[Delivery]:
+    """Each company's submission of ``period`` at ``at``."""
+    return deliveries(f.submitted(period, at, company_id=c) for c in companies)
+
+
 async def turns(count: int = 50) -> None:
     """Lets the event loop run ``count`` times without any time passing."""
     for _ in range(count):
@@ -92,27 +97,13 @@ async def test_a_later_batch_is_applied_while_the_earlier_one_is_written() -> No
     store = await stored_companies(["c-1", "c-2", "c-3"])
     pipeline = Pipeline(CONSUMERS["bookkeeping"], store, lambda: WALL)  # nothing cached
     earlier = asyncio.create_task(
-        pipeline.handle(
-            deliveries(
-                [
-                    f.submitted("2026-01", "2026-02-01T09:00", company_id="c-1"),
-                    f.submitted("2026-01", "2026-02-01T09:00", company_id="c-2"),
-                ]
-            )
-        )
+        pipeline.handle(submissions("2026-01", "2026-02-01T09:00", "c-1", "c-2"))
     )
     await turns()
     assert store.asked[-1] == ("save waits", "bookkeeping", (key("c-1"), key("c-2")))
     asked_before = len(store.asked)
     later = asyncio.create_task(
-        pipeline.handle(
-            deliveries(
-                [
-                    f.submitted("2026-02", "2026-03-02T09:00", company_id="c-2"),
-                    f.submitted("2026-02", "2026-03-02T09:00", company_id="c-3"),
-                ]
-            )
-        )
+        pipeline.handle(submissions("2026-02", "2026-03-02T09:00", "c-2", "c-3"))
     )
     await turns()
     # The aggregate that only the later batch touches is loaded while the earlier one writes;
@@ -138,12 +129,10 @@ async def test_batches_without_a_shared_aggregate_write_at_once_and_list_both() 
     store = await stored_companies(["c-1", "c-2"])
     pipeline = Pipeline(CONSUMERS["bookkeeping"], store, lambda: WALL)
     earlier = asyncio.create_task(
-        pipeline.handle(deliveries([f.submitted("2026-01", "2026-02-01T09:00", company_id="c-1")]))
+        pipeline.handle(submissions("2026-01", "2026-02-01T09:00", "c-1"))
     )
     await turns()
-    later = asyncio.create_task(
-        pipeline.handle(deliveries([f.submitted("2026-01", "2026-02-01T09:00", company_id="c-2")]))
-    )
+    later = asyncio.create_task(pipeline.handle(submissions("2026-01", "2026-02-01T09:00", "c-2")))
     await turns()
     # The later batch's tab is written while the earlier one's write still waits.
     assert ("saved", "bookkeeping", (key("c-2"),)) in store.asked
