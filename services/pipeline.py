@@ -9,7 +9,8 @@ starts a sweep (``services/sweep.py``), which the runner advances between batche
 Two batches may be under way at once: the runner hands over the next batch while the store
 still writes the one before, so that this process decodes, loads and applies the rules while
 the store writes. An aggregate the earlier batch holds is taken up only once that batch is done
-with it, and the writes of the two (aggregates, then listings) go one batch at a time.
+with it. The two batches' aggregates may be written at once, since they differ; their listing
+shards and the sweep watermark are written one batch at a time.
 """
 
 from __future__ import annotations
@@ -203,9 +204,9 @@ class Pipeline:
         # Of the batches under way, which holds each aggregate (the latest to claim it).
         self._claims: dict[tuple[str, str], _Claim] = {}
         self._claimed = itertools.count()
-        # One batch's writes at a time: those of two batches would race for the same listing
-        # shards, and FerretDB runs an update such as the sweep watermark's ``$min`` as a read
-        # and then a write.
+        # One batch's listing and watermark writes at a time: those of two batches would race
+        # for the same listing shards, and FerretDB runs an update such as the watermark's
+        # ``$min`` as a read and then a write.
         self._writing = asyncio.Lock()
 
     async def prepare(self) -> dict[str, int]:
