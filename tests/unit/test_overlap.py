@@ -1,13 +1,19 @@
 """Two batches under way at once (services/pipeline.py, services/runner.py): the later one is
 decoded, loaded and applied while the store still writes the earlier one, takes up an aggregate
-the earlier one holds only after it, and is acked only after it."""
+the earlier one holds only after it, and is acked only after it. Whatever the interleaving, the
+tabs and the listing come out as they do one batch at a time (a hypothesis property)."""
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import itertools
+import random
 from collections.abc import Iterable, Sequence
 from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from consumers.bookkeeping import BookkeepingTab
 from consumers.listing import COLLECTION as LISTINGS
@@ -222,3 +228,84 @@ async def test_a_later_batch_goes_back_to_the_queue_when_the_earlier_one_failed(
     # Its ack (multiple) would have acknowledged the earlier batch's deliveries too.
     assert await later is False
     assert settled == ["nack c-2 requeued"]
+
+
+class YieldingStore(MemoryStore):
+    """A store that lets other tasks run inside each load and save, a drawn number of times:
+    two batches under way then interleave in many ways."""
+
+    def __init__(self, seed: int) -> None:
+        super().__init__()
+        self.random = random.Random(seed)
+
+    async def _yield(self) -> None:
+        for _ in range(self.random.randrange(4)):
+            await asyncio.sleep(0)
+
+    async def load(
+        self, collection: str, state_type: type[Any], keys: Iterable[str]
+    ) -> dict[str, Stored]:
+        await self._yield()
+        return await super().load(collection, state_type, keys)
+
+    async def save(self, collection: str, writes: Sequence[Write]) -> set[str]:
+        await self._yield()
+        return await super().save(collection, writes)
+
+
+LATE_WALL = dt.datetime(2027, 1, 1, tzinfo=dt.UTC)  # after every drawn event
+
+
+async def applied(batches: list[list[Message]], store: MemoryStore, overlap: bool) -> None:
+    """Hands ``batches`` over as the runner does: one at a time, or the next while the one
+    before is under way (at most two)."""
+    pipeline = Pipeline(CONSUMERS["bookkeeping"], store, lambda: LATE_WALL)
+    earlier: asyncio.Task[Any] | None = None
+    for batch in batches:
+        task = asyncio.create_task(pipeline.handle(deliveries(batch)))
+        if not overlap:
+            await task
+        elif earlier is not None:
+            await earlier
+        earlier = task
+    if earlier is not None:
+        await earlier
+
+
+def listed(store: MemoryStore) -> dict[str, Any]:
+    return {
+        company: entry
+        for document in store.collections.get(LISTINGS, {}).values()
+        if "entries" in document
+        for company, entry in from_document(document, ListingShard).state.entries.items()
+    }
+
+
+@st.composite
+def batched_events(draw: st.DrawFn) -> list[list[Message]]:
+    companies = ["c-1", "c-2", "c-3"]
+    events: list[Message] = [f.details("2026-01-02T08:00", company_id=c) for c in companies]
+    for _ in range(draw(st.integers(0, 30))):
+        company = draw(st.sampled_from(companies))
+        at = f"2026-{draw(st.integers(2, 12)):02d}-{draw(st.integers(1, 28)):02d}T09:00"
+        if draw(st.booleans()):
+            period = f"2026-{draw(st.integers(1, 11)):02d}"
+            events.append(f.submitted(period, at, company_id=company))
+        else:
+            events.append(f.uploaded(at, company_id=company))
+    events = draw(st.permutations(events))
+    cuts = sorted(draw(st.lists(st.integers(1, max(1, len(events) - 1)), max_size=8)))
+    edges = [0, *cuts, len(events)]
+    return [events[a:b] for a, b in itertools.pairwise(edges) if b > a]
+
+
+@settings(max_examples=120, deadline=None)
+@given(batched_events(), st.integers(0, 2**32))
+def test_two_batches_under_way_leave_what_one_at_a_time_leaves(
+    batches: list[list[Message]], seed: int
+) -> None:
+    one_at_a_time, overlapping = MemoryStore(), YieldingStore(seed)
+    asyncio.run(applied(batches, one_at_a_time, overlap=False))
+    asyncio.run(applied(batches, overlapping, overlap=True))
+    assert overlapping.collections["bookkeeping"] == one_at_a_time.collections["bookkeeping"]
+    assert listed(overlapping) == listed(one_at_a_time)
