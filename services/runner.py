@@ -198,7 +198,7 @@ class ConsumerRunner:
                     under_way = self._under_way
                     if self.pipeline.sweeping:  # batches first, a sweep step between them
                         batch = self._drain(inbox)
-                    elif self.pipeline.outbox.has_untidy or self.pipeline.outbox.has_unpublished:
+                    elif self._outbox_work:
                         idle = TIDY_PAUSE_S if self._tidying else IDLE_BEFORE_TIDY_S
                         batch = await self._next_batch(inbox, stop, closed, idle, under_way)
                         if not batch and under_way is not None and under_way.done():
@@ -280,6 +280,15 @@ class ConsumerRunner:
                     break  # what failed waits for the next batch's relay
         except Exception as error:  # kept in the documents: the next session publishes them
             self.log.warning("could not publish outbound messages", error=str(error))
+
+    @property
+    def _outbox_work(self) -> bool:
+        """Outbound messages to publish (again) or to clear from the documents, or a relay
+        under way, which may yet fail and leave its messages to publish again: then the loop
+        must not wait for the next message without end."""
+        outbox = self.pipeline.outbox
+        relaying = self._relaying is not None and not self._relaying.done()
+        return outbox.has_untidy or outbox.has_unpublished or relaying
 
     async def _finish_under_way(self) -> None:
         """Waits for the batches handed over to be settled (raising what failed them)."""
