@@ -403,23 +403,27 @@ class Pipeline:
         unchanged (its listing may still lack a write whose listing a crash lost). The
         aggregates no earlier batch holds go first, the others once it lets them go."""
         collection = rulebook.collection
-        free = [k for k in by_key if claim is None or (collection, k) not in claim.earlier]
-        held = [k for k in by_key if claim is not None and (collection, k) in claim.earlier]
+        earlier = claim.earlier if claim is not None else {}
+        held = [k for k in by_key if (collection, k) in earlier]
+        free = [k for k in by_key if (collection, k) not in earlier]
         references = await self._references(
             rulebook, [i for v in by_key.values() for i in v], claim
         )
         changes = _Changes(normalize_instant(self.wall_clock()))
-        for keys in (free, held):
-            if not keys:
-                continue
-            if claim is not None:
-                for key in keys:
-                    await claim.taken_up(collection, key)
+
+        async def decide(keys: list[str]) -> None:
             stored = await self._load(rulebook, keys)
             for key in keys:
                 await self._decide(rulebook, key, by_key[key], stored.get(key), references, changes)
                 if key not in changes.written and (current := stored.get(key)) is not None:
                     touched[key] = current
+
+        if free:
+            await decide(free)
+        if held:
+            for key in held:
+                await earlier[(collection, key)].done.wait()
+            await decide(held)
         return changes
 
     async def _decide(
