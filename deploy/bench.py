@@ -63,7 +63,7 @@ SERVERS = ROOT / "deploy" / "servers.sh"
 SECRET = "bench-secret-0123456789abcdef0123456789"
 TIME_TRAVEL_S = 400 * 86400  # the benchmark's ticks run up to a year ahead of the wall clock
 AGENCY = "a-bench"
-PREFETCH = 256
+PREFETCH = Settings().prefetch  # bare aio-pika and the naive consumer hold as many as ours
 TIMEOUT_S = 1800  # no part runs longer than this
 
 

@@ -57,8 +57,12 @@ class Settings:
     mongo_db: str = "backoffice"
     mongo_timeout_ms: int = 5000
     # How many unacknowledged messages a consumer holds, and how many it applies in one write.
-    prefetch: int = 256
-    batch_size: int = 128
+    # Besides its aggregates, a batch writes up to eight listing shards, a listing head, the
+    # sweep watermark and the counters, however few messages it holds: 256 spreads those over
+    # twice the messages of 128, which paid in paired runs (docs/benchmarks.md (18)). The
+    # prefetch holds two batches, for two under way.
+    prefetch: int = 512
+    batch_size: int = 256
     batch_linger_ms: int = 20
     # Aggregates a consumer keeps in memory after reading or writing them (0: none), encoded:
     # about 4 KB a tab. Enough for every tab of a 10,000-company agency, so a sweep reads none.
