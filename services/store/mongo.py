@@ -7,7 +7,10 @@ each as it is built to be used:
   indexes serve ranges and sorts, so only MongoDB gets them.
 - **FerretDB**: FerretDB pushes only a filter by equality down to its storage: ``$in``, ranges
   and sorts read the whole collection, so aggregates are looked up one ``_id`` at a time, at most
-  ``concurrency`` at once. Writes go in bulk commands of at most ``FERRETDB_CHUNK`` statements,
+  ``concurrency`` at once. The FerretDB that ``deploy/servers.sh`` builds also finds an ``_id``
+  among a list of strings through the index, and says so in ``buildInfo``
+  (``ferretdbFeatures.idInUsesIndex``): there the store reads many aggregates in one ``find``
+  with ``$in``, as on MongoDB. Writes go in bulk commands of at most ``FERRETDB_CHUNK`` statements,
   two commands at a time: FerretDB 1.24 as released holds a storage connection per statement of a
   write command until the whole command ends, which deadlocks its pool for good once the
   statements of the commands under way outnumber it (50 connections on PostgreSQL). The FerretDB
@@ -68,9 +71,10 @@ class IncompleteWriteResult(RuntimeError):
     """The server's answer to a write could not be read: a passing failure, retried."""
 
 
-def connect(url: str, timeout_ms: int) -> AsyncMongoClient[dict[str, Any]]:
+def connect(url: str, timeout_ms: int, **options: Any) -> AsyncMongoClient[dict[str, Any]]:
     return AsyncMongoClient(
         url,
+        **options,
         tz_aware=True,
         serverSelectionTimeoutMS=timeout_ms,
         connectTimeoutMS=timeout_ms,
@@ -110,12 +114,14 @@ class MongoStore:
         self.concurrency = concurrency
         self.scope: dict[str, Any] = dict(scope or {})
         self._ferretdb: bool | None = None  # asked of the server on first use
+        self._ids_in_a_list = False  # whether a find of `_id` with `$in` uses the index
 
     def scoped(self, **fields: Any) -> MongoStore:
         view = MongoStore(
             self.database, concurrency=self.concurrency, scope={**self.scope, **fields}
         )
         view._ferretdb = self._ferretdb
+        view._ids_in_a_list = self._ids_in_a_list
         return view
 
     async def find_plain(self, collection: str, equal: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -124,6 +130,10 @@ class MongoStore:
     async def is_ferretdb(self) -> bool:
         if self._ferretdb is None:
             info = await self.database.client.admin.command("buildInfo")
+            features = info.get("ferretdbFeatures") or {}
+            self._ids_in_a_list = "ferretdbVersion" not in info or (
+                isinstance(features, dict) and features.get("idInUsesIndex") is True
+            )
             self._ferretdb = "ferretdbVersion" in info
         return self._ferretdb
 
@@ -142,7 +152,7 @@ class MongoStore:
 
     async def _by_ids(self, collection: str, ids: Sequence[str]) -> list[dict[str, Any]]:
         target = self.database[collection]
-        if await self.is_ferretdb():
+        if await self.is_ferretdb() and not self._ids_in_a_list:
             found = await self._each(ids, lambda key: target.find_one({"_id": key}))
             return [document for document in found if document is not None]
         documents: list[dict[str, Any]] = []
