@@ -7,14 +7,15 @@ each as it is built to be used:
   indexes serve ranges and sorts, so only MongoDB gets them.
 - **FerretDB**: FerretDB pushes only a filter by equality down to its storage: ``$in``, ranges
   and sorts read the whole collection, so aggregates are looked up one ``_id`` at a time, at most
-  ``concurrency`` at once. The FerretDB that ``deploy/servers.sh`` builds also finds an ``_id``
-  among a list of strings through the index, and says so in ``buildInfo``
-  (``ferretdbFeatures.idInUsesIndex``): there the store reads many aggregates in one ``find``
-  with ``$in``, as on MongoDB. Writes go in bulk commands of at most ``FERRETDB_CHUNK`` statements,
-  two commands at a time: FerretDB 1.24 as released holds a storage connection per statement of a
-  write command until the whole command ends, which deadlocks its pool for good once the
-  statements of the commands under way outnumber it (50 connections on PostgreSQL). The FerretDB
-  that ``deploy/servers.sh`` builds is fixed; this store stays safe on one that is not.
+  ``concurrency`` at once. The FerretDB that ``deploy/servers.sh`` builds hands an ``_id`` among
+  a list of strings to its storage (on PostgreSQL, to the ``_id`` index), and says so in
+  ``buildInfo`` (``ferretdbFeatures.idInPushdown``): there the store reads many aggregates in
+  one ``find`` with ``$in``, as on MongoDB. Writes go in bulk commands of at most
+  ``FERRETDB_CHUNK`` statements, two commands at a time: FerretDB 1.24 as released holds a
+  storage connection per statement of a write command until the whole command ends, which
+  deadlocks its pool for good once the statements of the commands under way outnumber it (50
+  connections on PostgreSQL). The FerretDB that ``deploy/servers.sh`` builds is fixed; this
+  store stays safe on one that is not.
 
 Used features, all within FerretDB 1.24: single-document insert, replace and find, ``$in``,
 ``$lte``/``$gt`` in filters, cursors read in batches, ``$inc``/``$min`` updates, plain indexes.
@@ -114,7 +115,8 @@ class MongoStore:
         self.concurrency = concurrency
         self.scope: dict[str, Any] = dict(scope or {})
         self._ferretdb: bool | None = None  # asked of the server on first use
-        self._ids_in_a_list = False  # whether a find of `_id` with `$in` uses the index
+        # Whether the server hands `_id` with `$in` to its storage rather than reading all.
+        self._ids_in_a_list = False
 
     def scoped(self, **fields: Any) -> MongoStore:
         view = MongoStore(
@@ -132,7 +134,7 @@ class MongoStore:
             info = await self.database.client.admin.command("buildInfo")
             features = info.get("ferretdbFeatures") or {}
             self._ids_in_a_list = "ferretdbVersion" not in info or (
-                isinstance(features, dict) and features.get("idInUsesIndex") is True
+                isinstance(features, dict) and features.get("idInPushdown") is True
             )
             self._ferretdb = "ferretdbVersion" in info
         return self._ferretdb

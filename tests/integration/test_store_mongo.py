@@ -72,9 +72,10 @@ class _Finds(monitoring.CommandListener):
 async def test_many_aggregates_are_read_in_one_find_through_the_id_index(
     servers: Servers, mongo: Any, mongo_db: str
 ) -> None:
-    """The FerretDB the project builds finds an `_id` among a list through the `_id` index and
-    says so (our patch, docs/architecture.md "Our FerretDB"): the store then reads a batch's
-    aggregates in one `find`, as on MongoDB, instead of one lookup each."""
+    """The FerretDB the project builds hands an `_id` among a list to its storage, on
+    PostgreSQL to the `_id` index, and says so (our patch, docs/architecture.md "Our FerretDB"):
+    the store then reads a batch's aggregates in one `find`, as on MongoDB, instead of one
+    lookup each."""
     target = mongo[mongo_db]["tabs"]
     await target.insert_many([{"_id": f"a/c{i:04d}", "v": 1, "n": i} for i in range(300)])
     wanted = [f"a/c{i:04d}" for i in range(0, 300, 7)] + ["a/absent"]
@@ -95,7 +96,7 @@ async def test_many_aggregates_are_read_in_one_find_through_the_id_index(
         store = MongoStore(client[mongo_db])
         if await store.is_ferretdb():
             info = await client.admin.command("buildInfo")
-            assert info["ferretdbFeatures"]["idInUsesIndex"] is True
+            assert info["ferretdbFeatures"]["idInPushdown"] is True
         found = await store._by_ids("tabs", wanted)
     finally:
         await client.close()
