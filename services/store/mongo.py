@@ -132,11 +132,9 @@ class MongoStore:
     async def is_ferretdb(self) -> bool:
         if self._ferretdb is None:
             info = await self.database.client.admin.command("buildInfo")
-            features = info.get("ferretdbFeatures") or {}
-            self._ids_in_a_list = "ferretdbVersion" not in info or (
-                isinstance(features, dict) and features.get("idInPushdown") is True
-            )
             self._ferretdb = "ferretdbVersion" in info
+            features = info.get("ferretdbFeatures", {})
+            self._ids_in_a_list = not self._ferretdb or features.get("idInPushdown") is True
         return self._ferretdb
 
     async def _each(
