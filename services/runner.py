@@ -32,7 +32,7 @@ from typing import Any, TypeVar
 import aio_pika
 import aiormq
 import structlog
-from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
+from aio_pika.abc import AbstractChannel
 
 from consumers.registry import ConsumerDefinition
 from contracts.fields import format_instant
@@ -50,6 +50,7 @@ from services.pipeline import (
     Source,
     peek,
 )
+from services.receiver import Incoming, ReceiverError, open_receiver
 from services.signing import SIGNATURE_HEADER, is_signed
 from services.store import Store, is_unavailable
 from services.supervise import amqp_session, supervise, wait_or_stop
@@ -187,8 +188,12 @@ class ConsumerRunner:
             await self._prepare()
             await self._recover(channel)  # what a writer before us left unpublished
             recovered_on_first_batch = False
-            inbox: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
-            tag = await queue.consume(inbox.put)
+            inbox: asyncio.Queue[Incoming] = asyncio.Queue()
+            # Deliveries come on a connection of their own (services/receiver.py), which ends
+            # the session too when it closes.
+            receiver = await open_receiver(
+                self.settings.amqp_url, queue.name, self.settings.prefetch, inbox.put_nowait, closed
+            )
             self.consuming.set()
             self.log.info("consuming", queue=queue.name)
             try:
@@ -235,7 +240,8 @@ class ConsumerRunner:
                 if stop.is_set() and not closed.is_set():
                     # Take no more, then finish and ack what we already hold; what the store
                     # cannot take in time goes back to the queue.
-                    await queue.cancel(tag)
+                    with contextlib.suppress(ReceiverError, TimeoutError):  # closing anyway
+                        await receiver.cancel()
                     await self._finish_under_way()
                     while batch := self._drain(inbox):
                         if not await self._process(channel, batch, stop):
@@ -253,6 +259,7 @@ class ConsumerRunner:
                             "a batch under way failed with its session; it comes again",
                             error=str(under_way.exception()),
                         )
+                await receiver.close()  # the broker takes back what was not acked
                 await self._relayed()
                 self._relay_channel = None  # closes with the session's connection
                 self.pipeline.forget()
@@ -366,12 +373,12 @@ class ConsumerRunner:
 
     async def _next_batch(
         self,
-        inbox: asyncio.Queue[AbstractIncomingMessage],
+        inbox: asyncio.Queue[Incoming],
         stop: asyncio.Event,
         closed: asyncio.Event,
         idle_s: float | None = None,
         under_way: asyncio.Task[bool] | None = None,
-    ) -> list[AbstractIncomingMessage]:
+    ) -> list[Incoming]:
         """The next batch; empty when stopping, when nothing came within ``idle_s``, or when
         the batch ``under_way`` ended first (a tick in it may have started a sweep)."""
         getter = asyncio.ensure_future(inbox.get())
@@ -407,24 +414,22 @@ class ConsumerRunner:
         self._behind = len(batch) >= self.settings.batch_size
         return batch
 
-    def _drain(
-        self, inbox: asyncio.Queue[AbstractIncomingMessage]
-    ) -> list[AbstractIncomingMessage]:
-        batch: list[AbstractIncomingMessage] = []
+    def _drain(self, inbox: asyncio.Queue[Incoming]) -> list[Incoming]:
+        batch: list[Incoming] = []
         while not inbox.empty() and len(batch) < self.settings.batch_size:
             batch.append(inbox.get_nowait())
         return batch
 
     @staticmethod
     def _drain_all(
-        inbox: asyncio.Queue[AbstractIncomingMessage],
-    ) -> list[AbstractIncomingMessage]:
+        inbox: asyncio.Queue[Incoming],
+    ) -> list[Incoming]:
         held = []
         while not inbox.empty():
             held.append(inbox.get_nowait())
         return held
 
-    async def _requeue(self, held: Sequence[AbstractIncomingMessage]) -> None:
+    async def _requeue(self, held: Sequence[Incoming]) -> None:
         for incoming in held:
             await incoming.nack(requeue=True)
         if held:
@@ -433,7 +438,7 @@ class ConsumerRunner:
     async def _process(
         self,
         channel: AbstractChannel,
-        batch: Sequence[AbstractIncomingMessage],
+        batch: Sequence[Incoming],
         stop: asyncio.Event,
         earlier: asyncio.Task[bool] | None = None,
     ) -> bool:
@@ -473,14 +478,14 @@ class ConsumerRunner:
         await self._expire()
         return True
 
-    def _dead_lettered(self, incoming: AbstractIncomingMessage, outcome: Outcome) -> bool:
+    def _dead_lettered(self, incoming: Incoming, outcome: Outcome) -> bool:
         if outcome.kind == "invalid":
             return True
         return outcome.kind == "failed" and _attempt(incoming) >= self.settings.max_attempts
 
     async def _record_dead_commands(
         self,
-        batch: Sequence[AbstractIncomingMessage],
+        batch: Sequence[Incoming],
         outcomes: Sequence[Outcome],
         stop: asyncio.Event,
     ) -> bool:
@@ -630,16 +635,14 @@ class ConsumerRunner:
                 self.log.warning("could not update counters", error=str(error))
 
     @staticmethod
-    def _source(incoming: AbstractIncomingMessage) -> Source | None:
+    def _source(incoming: Incoming) -> Source | None:
         if incoming.exchange in SOURCES:
             return SOURCES[incoming.exchange]
         # Back from a retry queue: the source it first came through travels in a header.
         header = (incoming.headers or {}).get(SOURCE_HEADER)
         return SOURCES.get(str(header)) if header else None
 
-    async def _settle(
-        self, channel: AbstractChannel, incoming: AbstractIncomingMessage, outcome: Outcome
-    ) -> None:
+    async def _settle(self, channel: AbstractChannel, incoming: Incoming, outcome: Outcome) -> None:
         attempt = _attempt(incoming)
         log = self._message_log(incoming, outcome, attempt)
         if outcome.kind == "applied":
@@ -684,9 +687,7 @@ class ConsumerRunner:
         if incoming.reply_to and outcome.kind != "failed":
             await self._reply(channel, incoming, outcome)
 
-    async def _reply(
-        self, channel: AbstractChannel, incoming: AbstractIncomingMessage, outcome: Outcome
-    ) -> None:
+    async def _reply(self, channel: AbstractChannel, incoming: Incoming, outcome: Outcome) -> None:
         answer = {
             "id": outcome.message.id if outcome.message else incoming.message_id,
             "consumer": self.definition.name,
@@ -707,7 +708,7 @@ class ConsumerRunner:
     async def _publish_copy(
         self,
         channel: AbstractChannel,
-        incoming: AbstractIncomingMessage,
+        incoming: Incoming,
         queue: str,
         extra_headers: dict[str, Any],
         expires_in_s: float | None = None,
@@ -736,7 +737,7 @@ class ConsumerRunner:
         await channel.default_exchange.publish(copy, routing_key=queue)
 
     def _message_log(
-        self, incoming: AbstractIncomingMessage, outcome: Outcome, attempt: int
+        self, incoming: Incoming, outcome: Outcome, attempt: int
     ) -> structlog.typing.FilteringBoundLogger:
         """The log of one message, with what can be read of it even when it did not decode
         (an operator then sees which company an invalid event was about)."""
@@ -751,9 +752,9 @@ class ConsumerRunner:
         )
 
 
-def _attempt(incoming: AbstractIncomingMessage) -> int:
+def _attempt(incoming: Incoming) -> int:
     value = (incoming.headers or {}).get(ATTEMPT_HEADER, 1)
     try:
-        return max(1, int(value))  # type: ignore[arg-type]
+        return max(1, int(value))
     except (TypeError, ValueError):
         return 1
