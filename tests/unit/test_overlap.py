@@ -309,3 +309,37 @@ def test_two_batches_under_way_leave_what_one_at_a_time_leaves(
     asyncio.run(applied(batches, overlapping, overlap=True))
     assert overlapping.collections["bookkeeping"] == one_at_a_time.collections["bookkeeping"]
     assert listed(overlapping) == listed(one_at_a_time)
+
+
+class SlowCountsStore(MemoryStore):
+    """A store whose counters' writes wait for ``gate``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = asyncio.Event()
+        self.increments = 0
+
+    async def increment(self, collection: str, id: str, counts: dict[str, int]) -> None:
+        self.increments += 1
+        await self.gate.wait()
+        await super().increment(collection, id, counts)
+
+
+async def test_a_batch_is_acked_without_waiting_for_the_counters_and_every_count_lands() -> None:
+    store = SlowCountsStore()
+    runner = ConsumerRunner(CONSUMERS["bookkeeping"], Settings(), store)
+    settled: list[str] = []
+    stop = asyncio.Event()
+    channel: Any = Channel()
+    for company in ("c-1", "c-2", "c-3"):
+        batch: list[Any] = [Incoming(f.details("2026-01-02T08:00", company_id=company), settled)]
+        async with asyncio.timeout(5):
+            assert await runner._process(channel, batch, stop)  # the counters' write waits
+    assert settled == [f"ack {c} and before" for c in ("c-1", "c-2", "c-3")]
+    assert store.increments == 1  # one write under way; the later counts wait for it
+    store.gate.set()
+    async with asyncio.timeout(5):
+        await runner._counted()
+    assert store.increments == 2  # the first batch's count, then the two that came meanwhile
+    (counts,) = store.collections["consumer_stats"].values()
+    assert counts["applied"] == 3
