@@ -618,7 +618,7 @@ class ConsumerRunner:
 
     def _kick_counters(self) -> None:
         """Adds the counts to the shared counters in the background: a batch's ack, and so
-        the next batch, does not wait for that write (it held them up by a tenth of a backlog's
+        the next batch, does not wait for that write (it held them up for 8 % of a backlog's
         time, docs/benchmarks.md (20)). The task goes on while counts change."""
         if self._counting_task is None or self._counting_task.done():
             self._counting_task = asyncio.create_task(self._publish_counters())
