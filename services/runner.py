@@ -260,6 +260,8 @@ class ConsumerRunner:
                             "a batch under way failed with its session; it comes again",
                             error=str(under_way.exception()),
                         )
+                if receiver.error is not None:  # the broker or the socket ended it, not us
+                    self.log.warning("deliveries stopped", error=str(receiver.error))
                 await receiver.close()  # the broker takes back what was not acked
                 await self._relayed()
                 await self._counted()

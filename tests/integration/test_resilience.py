@@ -315,3 +315,32 @@ def test_servers_script_reports_both_servers(servers: Servers) -> None:
         check=True,
     ).stdout
     assert "rabbitmq: up" in out and "mongo:    up" in out
+
+
+def _receivers(servers: Servers, vhost: str) -> set[str]:
+    """The processes (pids) of the connections named `backoffice receiver` on ``vhost``."""
+    listed = servers.rabbitmqctl("list_connections", "pid", "vhost", "client_properties")
+    return {
+        line.split("\t")[0]
+        for line in listed.splitlines()
+        if line.count("\t") >= 2 and line.split("\t")[1] == vhost and "backoffice receiver" in line
+    }
+
+
+async def test_a_consumer_comes_back_when_the_broker_closes_its_receiver(
+    system: System, servers: Servers
+) -> None:
+    await system.start("bookkeeping")
+    await publish(
+        system.settings.amqp_url,
+        [f.details("2026-01-02T08:00"), f.submitted("2026-01", "2026-02-01T09:00")],
+    )
+    await eventually(lambda: _has(system, ["2026-01"]), what="the first submission")
+    vhost = system.settings.amqp_url.rsplit("/", 1)[1]
+    (first,) = _receivers(servers, vhost)
+    servers.rabbitmqctl("close_connection", first, "closed by the test")
+    await eventually(
+        lambda: bool(_receivers(servers, vhost) - {first}), timeout=30, what="a new receiver"
+    )
+    await publish(system.settings.amqp_url, [f.submitted("2026-02", "2026-03-01T09:00")])
+    await eventually(lambda: _has(system, ["2026-01", "2026-02"]), what="the new submission")
