@@ -39,7 +39,6 @@ CLOSE_TIMEOUT_S: Final = 2.0
 
 _FRAME_HEADER: Final = struct.Struct(">BHI")  # type, channel, payload size
 _U16: Final = struct.Struct(">H")
-_U32: Final = struct.Struct(">I")
 _U64: Final = struct.Struct(">Q")
 _FRAME_END: Final = 0xCE
 _METHOD, _CONTENT_HEADER, _BODY, _HEARTBEAT = 1, 2, 3, 8
