@@ -6,6 +6,7 @@ anew, when the broker cancels the consumer or the connection goes quiet."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import uuid
 from collections.abc import AsyncIterator
@@ -26,6 +27,19 @@ async def taken(inbox: asyncio.Queue[Incoming], count: int) -> list[Incoming]:
 async def nothing_more(inbox: asyncio.Queue[Incoming], seconds: float = 0.5) -> bool:
     await asyncio.sleep(seconds)
     return inbox.empty()
+
+
+@contextlib.asynccontextmanager
+async def receiving(
+    url: str, queue: str, prefetch: int
+) -> AsyncIterator[tuple[Receiver, asyncio.Queue[Incoming]]]:
+    """A receiver of ``queue`` and the inbox it fills, closed at the end."""
+    inbox: asyncio.Queue[Incoming] = asyncio.Queue()
+    receiver = await open_receiver(url, queue, prefetch, inbox.put_nowait)
+    try:
+        yield receiver, inbox
+    finally:
+        await receiver.close()
 
 
 @pytest.fixture
@@ -75,9 +89,7 @@ async def test_a_delivery_reads_as_aio_pika_reads_it(
         await channel.default_exchange.publish(message, routing_key=queue)
     expected = await (await channel.get_queue(queue)).get(timeout=WAIT_S)
     assert expected is not None
-    inbox: asyncio.Queue[Incoming] = asyncio.Queue()
-    receiver = await open_receiver(amqp_url, queue, 10, inbox.put_nowait)
-    try:
+    async with receiving(amqp_url, queue, 10) as (_, inbox):
         (incoming,) = await taken(inbox, 1)
         for name in (
             "body",
@@ -100,8 +112,6 @@ async def test_a_delivery_reads_as_aio_pika_reads_it(
         assert incoming.headers == message.headers  # the broker adds none on a first delivery
         assert incoming.redelivered is False
         await incoming.ack()
-    finally:
-        await receiver.close()
 
 
 async def test_bodies_of_any_size_arrive_whole_and_in_order(
@@ -111,15 +121,11 @@ async def test_bodies_of_any_size_arrive_whole_and_in_order(
     large = bytes(range(256)) * 1500  # 384,000 bytes: three frames and a part
     bodies = [b"", b"x" * (FRAME_MAX - 8), large, b"after"]
     await publish(channel, queue, *bodies)
-    inbox: asyncio.Queue[Incoming] = asyncio.Queue()
-    receiver = await open_receiver(amqp_url, queue, 10, inbox.put_nowait)
-    try:
+    async with receiving(amqp_url, queue, 10) as (_, inbox):
         received = await taken(inbox, len(bodies))
         assert [m.body for m in received] == bodies
         assert [m.delivery_tag for m in received] == [1, 2, 3, 4]
         await received[-1].ack(multiple=True)
-    finally:
-        await receiver.close()
 
 
 async def test_the_prefetch_bounds_deliveries_and_an_ack_covers_those_before_it(
@@ -127,9 +133,7 @@ async def test_the_prefetch_bounds_deliveries_and_an_ack_covers_those_before_it(
 ) -> None:
     queue = await declared(channel)
     await publish(channel, queue, *(f"m-{i}".encode() for i in range(12)))
-    inbox: asyncio.Queue[Incoming] = asyncio.Queue()
-    receiver = await open_receiver(amqp_url, queue, 5, inbox.put_nowait)
-    try:
+    async with receiving(amqp_url, queue, 5) as (_, inbox):
         first = await taken(inbox, 5)
         assert await nothing_more(inbox)  # five unacknowledged: the broker holds the rest
         await first[-1].ack(multiple=True)  # all five
@@ -148,8 +152,6 @@ async def test_the_prefetch_bounds_deliveries_and_an_ack_covers_those_before_it(
             others.append(incoming.body)
             await incoming.ack()
         assert others in ([], [b"m-11"])
-    finally:
-        await receiver.close()
     # Closing gave the unacknowledged back: the four of the second five and the retried one;
     # the twelfth too, unless it came first.
     waiting = await channel.declare_queue(queue, passive=True)
@@ -160,9 +162,7 @@ async def test_after_a_cancel_nothing_more_arrives(
     amqp_url: str, channel: aio_pika.abc.AbstractChannel
 ) -> None:
     queue = await declared(channel)
-    inbox: asyncio.Queue[Incoming] = asyncio.Queue()
-    receiver = await open_receiver(amqp_url, queue, 10, inbox.put_nowait)
-    try:
+    async with receiving(amqp_url, queue, 10) as (receiver, inbox):
         await publish(channel, queue, b"one")
         (one,) = await taken(inbox, 1)
         await receiver.cancel()
@@ -170,8 +170,6 @@ async def test_after_a_cancel_nothing_more_arrives(
         await publish(channel, queue, b"two")
         assert await nothing_more(inbox)
         assert not receiver.closed.is_set()
-    finally:
-        await receiver.close()
     assert receiver.closed.is_set()
 
 
@@ -201,17 +199,13 @@ async def test_heartbeats_keep_an_idle_receiver_open(
     amqp_url: str, channel: aio_pika.abc.AbstractChannel
 ) -> None:
     queue = await declared(channel)
-    inbox: asyncio.Queue[Incoming] = asyncio.Queue()
     # The broker closes a connection that sends nothing for two heartbeats (2 s here).
-    receiver = await open_receiver(f"{amqp_url}?heartbeat=1", queue, 1, inbox.put_nowait)
-    try:
+    async with receiving(f"{amqp_url}?heartbeat=1", queue, 1) as (receiver, inbox):
         await asyncio.sleep(3.5)
         assert not receiver.closed.is_set()
         await publish(channel, queue, b"still here")
         (incoming,) = await taken(inbox, 1)
         assert incoming.body == b"still here"
-    finally:
-        await receiver.close()
 
 
 async def test_a_silent_broker_ends_the_receiver() -> None:
