@@ -22,7 +22,6 @@ import contextlib
 import json
 import signal
 import sys
-import urllib.parse
 from collections.abc import Awaitable, Callable, Coroutine, Iterator, Sequence
 from typing import Any, TypeVar
 
@@ -33,7 +32,7 @@ from consumers.registry import CONSUMERS, ConsumerDefinition, consumers
 from services import demo, eventloop, heap, logs, operations, show, tail
 from services.api.app import create_app
 from services.clock import Clock
-from services.config import MAX_PARTITIONS, Settings
+from services.config import MAX_PARTITIONS, Settings, vhost_of
 from services.partitions import PartitionedConsumer
 from services.repartition import Repartitioned, StillRunning, repartition
 from services.runner import ConsumerRunner
@@ -186,8 +185,7 @@ def broker_definitions(
     every policy of the service, each ``USER=ROLE`` grant as that role's permissions, and a
     user for each ``USER=PASSWORD``."""
     if vhost is None:
-        path = urllib.parse.urlsplit(settings.amqp_url).path.lstrip("/")
-        vhost = urllib.parse.unquote(path) or "/"
+        vhost = vhost_of(settings.amqp_url)
     permissions = {}
     for grant in grants:
         user, _, role = grant.partition("=")

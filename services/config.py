@@ -8,11 +8,18 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 
 from consumers.closing import DEFAULT_CLOSING_URL
 from services.eventloop import CHOICES
+
+
+def vhost_of(amqp_url: str) -> str:
+    """The virtual host an AMQP URL names, as aio-pika reads it: "/" when the path is empty."""
+    path = urllib.parse.urlsplit(amqp_url).path.lstrip("/")
+    return urllib.parse.unquote(path) or "/"
 
 
 def _floats(text: str) -> tuple[float, ...]:

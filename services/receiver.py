@@ -32,6 +32,8 @@ from pamqp import commands, frame, header, heartbeat
 from pamqp import decode as amqp_decode
 from pamqp import exceptions as amqp_exceptions
 
+from services.config import vhost_of
+
 CHANNEL: Final = 1
 FRAME_MAX: Final = 131_072  # what RabbitMQ offers; a larger body comes in several frames
 HANDSHAKE_TIMEOUT_S: Final = 10.0
@@ -399,7 +401,6 @@ def _address(url: str) -> tuple[str, int, str, str, str, bool, int]:
     if parts.scheme not in ("amqp", "amqps"):
         raise ValueError(f"expected an amqp:// or amqps:// URL, got {parts.scheme!r}")
     tls = parts.scheme == "amqps"
-    path = urllib.parse.unquote(parts.path[1:]) if len(parts.path) > 1 else "/"
     query = urllib.parse.parse_qs(parts.query)
     heartbeat_s = int(query["heartbeat"][0]) if "heartbeat" in query else 0
     return (
@@ -407,7 +408,7 @@ def _address(url: str) -> tuple[str, int, str, str, str, bool, int]:
         parts.port or (5671 if tls else 5672),
         urllib.parse.unquote(parts.username or "guest"),
         urllib.parse.unquote(parts.password or "guest"),
-        path,
+        vhost_of(url),
         tls,
         heartbeat_s,
     )

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from services.__main__ import main
-from services.config import Settings
+from services.config import Settings, vhost_of
 
 
 def test_defaults_need_no_environment() -> None:
@@ -80,3 +80,10 @@ def test_consumers_and_the_clock_need_the_service_secret(
     with pytest.raises(SystemExit):
         main(command)
     assert "BACKOFFICE_SERVICE_SECRET must be set" in capsys.readouterr().err
+
+
+def test_the_virtual_host_is_read_from_the_url_as_aio_pika_reads_it() -> None:
+    assert vhost_of("amqp://guest:guest@127.0.0.1:5672/") == "/"
+    assert vhost_of("amqp://127.0.0.1") == "/"
+    assert vhost_of("amqp://u:p@broker/%2F") == "/"
+    assert vhost_of("amqps://u:p@broker:5671/agency-a?heartbeat=30") == "agency-a"
