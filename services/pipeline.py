@@ -370,20 +370,19 @@ class Pipeline:
             # Decided only once the listing is written too: a message whose listing a failure
             # lost comes again (services/listings.py).
             decided: list[Outcome | None] = [None] * len(outcomes)
-            # The rules run before the batch's turn to write: meanwhile the store may still be
-            # writing the batch before.
-            changes = await self._changes(rulebook, by_key, touched, claim)
             saved: list[Any] = []
-            pending = await self._write(rulebook, by_key, changes, decided, touched, saved)
-            for _ in range(self.conflict_retries - 1):
-                if not pending:
-                    break
-                changes = await self._changes(rulebook, pending, touched, None)
-                pending = await self._write(rulebook, pending, changes, decided, touched, saved)
-            if pending:
-                raise ConflictsPersist(
-                    f"{len(pending)} aggregates of {collection} kept changing under us"
-                )
+            # The aggregates no earlier batch holds are written first, the others once it lets
+            # them go: a company whose messages two batches share must not hold back the
+            # writes of all the others.
+            earlier = claim.earlier if claim is not None else {}
+            free = {k: v for k, v in by_key.items() if (collection, k) not in earlier}
+            held = {k: v for k, v in by_key.items() if (collection, k) in earlier}
+            if free:
+                await self._settle(rulebook, free, decided, touched, saved, claim)
+            if held:
+                for key in held:
+                    await earlier[(collection, key)].done.wait()
+                await self._settle(rulebook, held, decided, touched, saved, claim)
             async with self._writing:
                 await self.sweeper.written(collection, saved)
                 if rulebook.listed is not None:
@@ -391,6 +390,30 @@ class Pipeline:
             for index, outcome in enumerate(decided):
                 if outcome is not None:
                     outcomes[index] = outcome
+
+    async def _settle(
+        self,
+        rulebook: Rulebook[Any],
+        by_key: dict[str, list[_Item]],
+        decided: list[Outcome | None],
+        touched: dict[str, Stored],
+        saved: list[Any],
+        claim: _Claim | None,
+    ) -> None:
+        """Applies the items of ``by_key`` and writes the aggregates, again where another writer
+        changed one meanwhile. The rules run before the batch's turn to write: meanwhile the
+        store may still be writing the batch before."""
+        changes = await self._changes(rulebook, by_key, touched, claim)
+        pending = await self._write(rulebook, by_key, changes, decided, touched, saved)
+        for _ in range(self.conflict_retries - 1):
+            if not pending:
+                break
+            changes = await self._changes(rulebook, pending, touched, None)
+            pending = await self._write(rulebook, pending, changes, decided, touched, saved)
+        if pending:
+            raise ConflictsPersist(
+                f"{len(pending)} aggregates of {rulebook.collection} kept changing under us"
+            )
 
     async def _changes(
         self,
@@ -400,30 +423,16 @@ class Pipeline:
         claim: _Claim | None,
     ) -> _Changes:
         """Loads the aggregates and applies the items to them; ``touched`` gets each one left
-        unchanged (its listing may still lack a write whose listing a crash lost). The
-        aggregates no earlier batch holds go first, the others once it lets them go."""
-        collection = rulebook.collection
-        earlier = claim.earlier if claim is not None else {}
-        held = [k for k in by_key if (collection, k) in earlier]
-        free = [k for k in by_key if (collection, k) not in earlier]
+        unchanged (its listing may still lack a write whose listing a crash lost)."""
         references = await self._references(
             rulebook, [i for v in by_key.values() for i in v], claim
         )
         changes = _Changes(normalize_instant(self.wall_clock()))
-
-        async def decide(keys: list[str]) -> None:
-            stored = await self._load(rulebook, keys)
-            for key in keys:
-                await self._decide(rulebook, key, by_key[key], stored.get(key), references, changes)
-                if key not in changes.written and (current := stored.get(key)) is not None:
-                    touched[key] = current
-
-        if free:
-            await decide(free)
-        if held:
-            for key in held:
-                await earlier[(collection, key)].done.wait()
-            await decide(held)
+        stored = await self._load(rulebook, list(by_key))
+        for key, items in by_key.items():
+            await self._decide(rulebook, key, items, stored.get(key), references, changes)
+            if key not in changes.written and (current := stored.get(key)) is not None:
+                touched[key] = current
         return changes
 
     async def _decide(

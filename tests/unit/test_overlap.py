@@ -99,7 +99,7 @@ def periods(state: Any) -> set[str]:
     return set(state.facts)
 
 
-async def test_a_later_batch_is_applied_while_the_earlier_one_is_written() -> None:
+async def test_a_later_batch_is_applied_and_written_while_the_earlier_one_is_written() -> None:
     store = await stored_companies(["c-1", "c-2", "c-3"])
     pipeline = Pipeline(CONSUMERS["bookkeeping"], store, lambda: WALL)  # nothing cached
     earlier = asyncio.create_task(
@@ -112,9 +112,12 @@ async def test_a_later_batch_is_applied_while_the_earlier_one_is_written() -> No
         pipeline.handle(submissions("2026-02", "2026-03-02T09:00", "c-2", "c-3"))
     )
     await turns()
-    # The aggregate that only the later batch touches is loaded while the earlier one writes;
-    # the one both touch waits for the earlier batch.
-    assert store.asked[asked_before:] == [("load", "bookkeeping", (key("c-3"),))]
+    # The aggregate that only the later batch touches is loaded and written while the earlier
+    # one writes; the one both touch waits for the earlier batch.
+    assert store.asked[asked_before:] == [
+        ("load", "bookkeeping", (key("c-3"),)),
+        ("saved", "bookkeeping", (key("c-3"),)),
+    ]
     assert not later.done()
     store.gate.set()
     assert [o.kind for o in await earlier] == ["applied"] * 2
