@@ -66,9 +66,9 @@ class Settings:
     # How many unacknowledged messages a consumer holds, and how many it applies in one write.
     # Besides its aggregates, a batch writes up to eight listing shards, a listing head, the
     # sweep watermark and the counters, however few messages it holds: 256 spreads those over
-    # twice the messages of 128, which paid in paired runs (docs/benchmarks.md (18)). The
-    # prefetch holds two batches, for two under way.
-    prefetch: int = 512
+    # twice the messages of 128, which paid in paired runs (docs/benchmarks.md (18)). As many
+    # batches are under way as the prefetch holds: three (docs/benchmarks.md (22)).
+    prefetch: int = 768
     batch_size: int = 256
     batch_linger_ms: int = 20
     # Aggregates a consumer keeps in memory after reading or writing them (0: none), encoded:

@@ -6,11 +6,11 @@ retry it later; or, when the store does not answer, wait for it). All messages o
 touch the same aggregate are applied to one loaded state and written once. A clock tick only
 starts a sweep (``services/sweep.py``), which the runner advances between batches.
 
-Two batches may be under way at once: the runner hands over the next batch while the store
-still writes the one before, so that this process decodes, loads and applies the rules while
-the store writes. An aggregate the earlier batch holds is taken up only once that batch is done
-with it. The two batches' aggregates may be written at once, since they differ; their listing
-shards and the sweep watermark are written one batch at a time.
+Several batches may be under way at once: the runner hands over the next batch while the store
+still writes those before, so that this process decodes, loads and applies the rules while the
+store writes. An aggregate an earlier batch holds is taken up only once that batch has written
+it. The batches' aggregates may be written at once, since they differ; their listing shards and
+the sweep watermark are written one batch at a time.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import datetime as dt
 import itertools
 import json
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
@@ -106,6 +106,15 @@ class Outcome:
     detail: dict[str, Any] = field(default_factory=dict)
 
 
+async def run_all(steps: Sequence[Coroutine[Any, Any, Any]]) -> None:
+    """Runs ``steps`` at once and waits for all of them, then raises the first failure: none is
+    left running unwatched when another fails."""
+    results = await asyncio.gather(*steps, return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+
+
 def _is_command(outcome: Outcome) -> bool:
     """A consultant's command that was applied or refused: its outcome is recorded."""
     message = outcome.message
@@ -134,6 +143,9 @@ class _Claim:
 
     number: int
     done: asyncio.Event = field(default_factory=asyncio.Event)
+    # Its aggregates are written (or it failed): a later batch may take them up, while this
+    # one still writes its listing.
+    written: asyncio.Event = field(default_factory=asyncio.Event)
     earlier: dict[tuple[str, str], _Claim] = field(default_factory=dict)
     aggregates: list[tuple[str, str]] = field(default_factory=list)
 
@@ -272,6 +284,7 @@ class Pipeline:
         return claim
 
     def _release(self, claim: _Claim) -> None:
+        claim.written.set()
         claim.done.set()
         for aggregate in claim.aggregates:
             if self._claims.get(aggregate) is claim:  # not claimed since by a later batch
@@ -364,6 +377,8 @@ class Pipeline:
         outcomes: list[Outcome | None],
         claim: _Claim | None = None,
     ) -> None:
+        settled: list[tuple[Rulebook[Any], dict[str, Stored], list[Any], list[Outcome | None]]]
+        settled = []
         for collection, by_key in work.items():
             rulebook = self._rulebook(collection)
             touched: dict[str, Stored] = {}
@@ -371,8 +386,8 @@ class Pipeline:
             # lost comes again (services/listings.py).
             decided: list[Outcome | None] = [None] * len(outcomes)
             saved: list[Any] = []
-            # The aggregates no earlier batch holds are written first, the others once it lets
-            # them go: a company whose messages two batches share must not hold back the
+            # The aggregates no earlier batch holds are written first, the others once it has
+            # written them: a company whose messages two batches share must not hold back the
             # writes of all the others.
             earlier = claim.earlier if claim is not None else {}
             free = {k: v for k, v in by_key.items() if (collection, k) not in earlier}
@@ -381,12 +396,22 @@ class Pipeline:
                 await self._settle(rulebook, free, decided, touched, saved, claim)
             if held:
                 for key in held:
-                    await earlier[(collection, key)].done.wait()
+                    await earlier[(collection, key)].written.wait()
                 await self._settle(rulebook, held, decided, touched, saved, claim)
-            async with self._writing:
-                await self.sweeper.written(collection, saved)
+            settled.append((rulebook, touched, saved, decided))
+        if claim is not None:  # the next batch need not wait for our listing
+            claim.written.set()
+        async with self._writing:
+            for rulebook, touched, saved, _ in settled:
+                steps: list[Coroutine[Any, Any, Any]] = [
+                    self.sweeper.written(rulebook.collection, saved)
+                ]
                 if rulebook.listed is not None:
-                    await self.listings.put(collection, rulebook.listed, touched.values())
+                    steps.append(
+                        self.listings.put(rulebook.collection, rulebook.listed, touched.values())
+                    )
+                await run_all(steps)
+        for *_, decided in settled:
             for index, outcome in enumerate(decided):
                 if outcome is not None:
                     outcomes[index] = outcome

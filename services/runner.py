@@ -14,9 +14,10 @@ it holds the batch, and so consumes no more than its prefetch, asks the store wi
 it answers, and then applies the same batch again. It says so once when the store goes, and once
 when it is back. A clock tick starts a sweep that the runner advances between batches.
 
-Two batches are under way at most: the next one is handed to the pipeline while the store still
-writes the one before (services/pipeline.py says how they share aggregates), and it is settled
-and acked only after that one: an ack covers every delivery before it on the channel.
+As many batches are under way as the prefetch holds (three by default): the next one is handed
+to the pipeline while the store still writes those before (services/pipeline.py says how they
+share aggregates), and it is settled and acked only after them: an ack covers every delivery
+before it on the channel.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import json
+from collections import deque
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -172,7 +174,8 @@ class ConsumerRunner:
         self._relaying: asyncio.Task[None] | None = None
         self._relay_lock = asyncio.Lock()
         self._relay_channel: aiormq.Channel | None = None  # in transaction mode
-        self._under_way: asyncio.Task[bool] | None = None  # the latest batch handed over
+        # The batches handed over and not yet settled, oldest first.
+        self._under_way: deque[asyncio.Task[bool]] = deque()
         self._store_watch: asyncio.Task[bool] | None = None  # pings while the store is down
         self._counting = asyncio.Lock()  # one counters' write (and expiry) at a time
         self._counting_task: asyncio.Task[None] | None = None
@@ -199,9 +202,9 @@ class ConsumerRunner:
             self.log.info("consuming", queue=queue.name)
             try:
                 while not (stop.is_set() or closed.is_set()):
-                    if self._under_way is not None and self._under_way.done():
-                        await self._finish_under_way()  # raises what failed it
-                    under_way = self._under_way
+                    while self._under_way and self._under_way[0].done():
+                        await self._under_way.popleft()  # raises what failed it
+                    under_way = self._under_way[-1] if self._under_way else None
                     if self.pipeline.sweeping:  # batches first, a sweep step between them
                         batch = self._drain(inbox)
                     elif self._outbox_work:
@@ -228,12 +231,7 @@ class ConsumerRunner:
                         recovered_on_first_batch = True
                         await self._recover(channel)
                     if batch:
-                        earlier = self._under_way
-                        self._under_way = asyncio.create_task(
-                            self._process(channel, batch, stop, earlier)
-                        )
-                        if earlier is not None:  # two under way: the next waits for the first
-                            await earlier
+                        await self._hand_over(channel, batch, stop)
                     if self.pipeline.sweeping and not stop.is_set():
                         await self._finish_under_way()
                         await self._sweep_step(stop)
@@ -252,8 +250,8 @@ class ConsumerRunner:
                     self.log.info("stopped consuming")
             finally:
                 self.consuming.clear()
-                if self._under_way is not None:  # fails soon, on a channel gone with its session
-                    under_way, self._under_way = self._under_way, None
+                while self._under_way:  # they fail soon, on a channel gone with its session
+                    under_way = self._under_way.popleft()
                     await asyncio.wait({under_way})
                     if not under_way.cancelled() and under_way.exception() is not None:
                         self.log.warning(
@@ -301,11 +299,21 @@ class ConsumerRunner:
         relaying = self._relaying is not None and not self._relaying.done()
         return outbox.has_untidy or outbox.has_unpublished or relaying
 
+    async def _hand_over(
+        self, channel: AbstractChannel, batch: Sequence[Incoming], stop: asyncio.Event
+    ) -> None:
+        """Hands ``batch`` to the pipeline, after the batches under way; returns once there is
+        room for the next one. As many are under way as the prefetch holds: more could not
+        fill before the oldest is acked."""
+        earlier = self._under_way[-1] if self._under_way else None
+        self._under_way.append(asyncio.create_task(self._process(channel, batch, stop, earlier)))
+        if len(self._under_way) >= max(1, self.settings.prefetch // self.settings.batch_size):
+            await self._under_way.popleft()  # raises what failed it
+
     async def _finish_under_way(self) -> None:
-        """Waits for the batches handed over to be settled (raising what failed them)."""
-        if self._under_way is not None:
-            under_way, self._under_way = self._under_way, None
-            await under_way
+        """Waits for the batches handed over to be settled (raising what failed the first)."""
+        while self._under_way:
+            await self._under_way.popleft()
 
     async def _relayed(self) -> None:
         """Waits for the relay under way, if any."""

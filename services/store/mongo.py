@@ -10,12 +10,13 @@ each as it is built to be used:
   ``concurrency`` at once. The FerretDB that ``deploy/servers.sh`` builds hands an ``_id`` among
   a list of strings to its storage (on PostgreSQL, to the ``_id`` index), and says so in
   ``buildInfo`` (``ferretdbFeatures.idInPushdown``): there the store reads many aggregates in
-  one ``find`` with ``$in``, as on MongoDB. Writes go in bulk commands of at most
-  ``FERRETDB_CHUNK`` statements, two commands at a time: FerretDB 1.24 as released holds a
-  storage connection per statement of a write command until the whole command ends, which
-  deadlocks its pool for good once the statements of the commands under way outnumber it (50
-  connections on PostgreSQL). The FerretDB that ``deploy/servers.sh`` builds is fixed; this
-  store stays safe on one that is not.
+  one ``find`` with ``$in``, as on MongoDB. FerretDB runs the statements of a write command
+  one after another, so a save spreads its writes evenly over up to ``FERRETDB_COMMANDS``
+  bulk commands sent at once, each of at most ``FERRETDB_CHUNK`` statements: FerretDB 1.24 as
+  released holds a storage connection per statement of a write command until the whole
+  command ends, which deadlocks its pool for good once the statements of the commands under
+  way outnumber it (50 connections on PostgreSQL). The FerretDB that ``deploy/servers.sh``
+  builds is fixed; a save stays within that bound on one that is not.
 
 Used features, all within FerretDB 1.24: single-document insert, replace and find, ``$in``,
 ``$lte``/``$gt`` in filters, cursors read in batches, ``$inc``/``$min`` updates, plain indexes.
@@ -62,7 +63,10 @@ DUPLICATE_KEY = 11000
 # MongoDB takes large batches in one command; these bound a command's size, not correctness.
 MONGO_CHUNK = 1000
 INDEX_OPTIONS_CONFLICT = 85
-FERRETDB_CHUNK = 16  # well under FerretDB's pool, however many statements it holds at once
+# A save's commands under way hold at most 4 times 8 statements: well under FerretDB's pool,
+# however many statements it holds at once.
+FERRETDB_CHUNK = 8
+FERRETDB_COMMANDS = 4
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -174,8 +178,11 @@ class MongoStore:
         )
         target = self.database[collection]
         if await self.is_ferretdb():
-            chunks = list(_chunks(writes, FERRETDB_CHUNK))
-            found = await self._each(chunks, lambda c: self._bulk_save(target, c), at_once=2)
+            size = min(FERRETDB_CHUNK, -(-len(writes) // FERRETDB_COMMANDS))
+            chunks = list(_chunks(writes, size))
+            found = await self._each(
+                chunks, lambda c: self._bulk_save(target, c), at_once=FERRETDB_COMMANDS
+            )
             return set().union(*found)
         conflicts: set[str] = set()
         for chunk in _chunks(writes, MONGO_CHUNK):

@@ -10,9 +10,10 @@ from bson import ObjectId
 from pymongo import ReplaceOne, monitoring
 from pymongo.errors import WriteError
 
-from services.store.mongo import MongoStore, connect
+from services.store import Write
+from services.store.mongo import FERRETDB_CHUNK, FERRETDB_COMMANDS, MongoStore, connect
 from tests.harness import Servers
-from tests.store_contract import StoreContract
+from tests.store_contract import StoreContract, Thing
 
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 OBJECT_ID = ObjectId("65f0a1b2c3d4e5f601234567")
@@ -67,6 +68,64 @@ class _Finds(monitoring.CommandListener):
 
     def failed(self, event: monitoring.CommandFailedEvent) -> None:
         pass
+
+
+class _Writes(monitoring.CommandListener):
+    """Records the write commands a client sends: their statements, and how many were under
+    way at most."""
+
+    def __init__(self) -> None:
+        self.statements: list[int] = []
+        self.under_way = 0
+        self.most_under_way = 0
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        if event.command_name in ("insert", "update"):
+            field = "documents" if event.command_name == "insert" else "updates"
+            self.statements.append(len(event.command[field]))
+            self.under_way += 1
+            self.most_under_way = max(self.most_under_way, self.under_way)
+
+    def _ended(self, command_name: str) -> None:
+        if command_name in ("insert", "update"):
+            self.under_way -= 1
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        self._ended(event.command_name)
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        self._ended(event.command_name)
+
+
+async def test_a_save_spreads_its_writes_over_commands_the_server_can_run(
+    servers: Servers, mongo_db: str
+) -> None:
+    """FerretDB runs a write command's statements one after another, and as released it holds
+    a connection per statement until the command ends: a save there spreads its writes evenly
+    over a few small commands sent at once. MongoDB takes them in one command."""
+    at = dt.datetime(2026, 3, 1, tzinfo=dt.UTC)
+    things = [Thing(name=f"t{i}", day=at.date(), at=at) for i in range(26)]
+    writes = [Write(f"a/t{i:02d}", 0, thing) for i, thing in enumerate(things)]
+    recorded = _Writes()
+    client = connect(servers.mongo_url, 5000, event_listeners=[recorded])
+    try:
+        store = MongoStore(client[mongo_db])
+        assert await store.save("things", writes) == set()
+        renamed = [Write(w.key, 1, Thing(name="again", day=at.date(), at=at)) for w in writes]
+        assert await store.save("things", renamed) == set()
+        found = await store.load("things", Thing, [w.key for w in writes])
+        ferretdb = await store.is_ferretdb()
+    finally:
+        await client.close()
+    assert {key: stored.state.name for key, stored in found.items()} == {
+        w.key: "again" for w in writes
+    }
+    if ferretdb:  # 26 writes: four commands of 7, 7, 7 and 5, twice, all four at once
+        assert FERRETDB_COMMANDS * FERRETDB_CHUNK <= 32
+        assert recorded.statements == [7, 7, 7, 5] * 2
+        assert recorded.most_under_way == FERRETDB_COMMANDS
+    else:
+        assert recorded.statements == [26, 26]
 
 
 async def test_many_aggregates_are_read_in_one_find_through_the_id_index(

@@ -1,7 +1,8 @@
-"""Two batches under way at once (services/pipeline.py, services/runner.py): the later one is
-decoded, loaded and applied while the store still writes the earlier one, takes up an aggregate
-the earlier one holds only after it, and is acked only after it. Whatever the interleaving, the
-tabs and the listing come out as they do one batch at a time (a hypothesis property)."""
+"""Batches under way at once (services/pipeline.py, services/runner.py): a later one is decoded,
+loaded and applied while the store still writes an earlier one, takes up an aggregate the
+earlier one holds only once that one has written it, and is acked only after it. As many are
+under way as the prefetch holds. Whatever the interleaving, the tabs and the listing come out
+as they do one batch at a time (a hypothesis property)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import random
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -22,7 +24,7 @@ from consumers.registry import CONSUMERS
 from contracts.envelope import Message
 from contracts.registry import encode
 from services.config import Settings
-from services.pipeline import Delivery, Pipeline
+from services.pipeline import Delivery, Pipeline, run_all
 from services.runner import ConsumerRunner
 from services.store import Stored, Write
 from services.store.memory import MemoryStore
@@ -159,6 +161,101 @@ async def test_batches_without_a_shared_aggregate_write_at_once_and_list_both() 
     assert {"c-1", "c-2"} <= listed
 
 
+class ListingGatedStore(GatedStore):
+    """A store whose first write of listing shards waits for ``listing_gate``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.listing_gate = asyncio.Event()
+        self.listing_gated = False
+
+    async def save(self, collection: str, writes: Sequence[Write]) -> set[str]:
+        if collection == LISTINGS and not self.listing_gated:
+            self.listing_gated = True
+            self.asked.append(("listing waits", collection, tuple(w.key for w in writes)))
+            await self.listing_gate.wait()
+        return await super().save(collection, writes)
+
+
+async def test_a_shared_aggregate_is_taken_up_once_written_while_the_earlier_listing_waits() -> (
+    None
+):
+    store = ListingGatedStore()
+    setup = Pipeline(CONSUMERS["bookkeeping"], store, lambda: WALL)
+    details = [f.details("2026-01-02T08:00", company_id=c) for c in ("c-1", "c-2")]
+    store.listing_gated = store.gated = True  # not the set-up's writes
+    assert {o.kind for o in await setup.handle(deliveries(details))} == {"applied"}
+    store.listing_gated = store.gated = False
+    store.gate.set()  # tabs are written at once; the first listing write waits
+    pipeline = Pipeline(CONSUMERS["bookkeeping"], store, lambda: WALL)
+    earlier = asyncio.create_task(
+        pipeline.handle(submissions("2026-01", "2026-02-01T09:00", "c-1", "c-2"))
+    )
+    await turns()
+    assert store.asked[-1][0] == "listing waits"
+    later = asyncio.create_task(pipeline.handle(submissions("2026-02", "2026-03-02T09:00", "c-2")))
+    await turns()
+    # The later batch wrote the tab both batches share while the earlier one's listing waits.
+    assert store.asked[-1] == ("saved", "bookkeeping", (key("c-2"),))
+    assert not earlier.done() and not later.done()
+    store.listing_gate.set()
+    assert [o.kind for o in await earlier] == ["applied"] * 2
+    assert [o.kind for o in await later] == ["applied"]
+    tabs = await store.load("bookkeeping", BookkeepingTab, [key("c-2")])
+    assert periods(tabs[key("c-2")].state) == {"2026-01", "2026-02"}
+    # Both batches changed what the overview shows of it; the later write is the one listed.
+    assert listed(store)["c-2"][0] == tabs[key("c-2")].state.listed_version == 3
+
+
+class WatermarkGatedStore(MemoryStore):
+    """A store whose sweep watermark writes wait for ``gate``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = asyncio.Event()
+        self.listing_written = False
+
+    async def lower(self, collection: str, id: str, field: str, value: dt.datetime) -> None:
+        await self.gate.wait()
+        await super().lower(collection, id, field, value)
+
+    async def save(self, collection: str, writes: Sequence[Write]) -> set[str]:
+        conflicts = await super().save(collection, writes)
+        self.listing_written |= collection == LISTINGS
+        return conflicts
+
+
+async def test_a_batch_writes_its_listing_while_its_sweep_watermark_is_written() -> None:
+    store = WatermarkGatedStore()
+    pipeline = Pipeline(CONSUMERS["bookkeeping"], store, lambda: WALL)
+    handled = asyncio.create_task(
+        pipeline.handle(deliveries([f.details("2026-01-02T08:00", company_id="c-1")]))
+    )
+    await turns()
+    assert store.listing_written and not handled.done()
+    store.gate.set()
+    assert [o.kind for o in await handled] == ["applied"]
+
+
+async def test_steps_at_once_all_end_before_the_first_failure_is_raised() -> None:
+    ended: list[str] = []
+
+    async def fails() -> None:
+        raise ConnectionError("store gone")
+
+    async def slow() -> None:
+        await turns(5)
+        ended.append("slow")
+
+    try:
+        await run_all([fails(), slow()])
+    except ConnectionError as error:
+        assert str(error) == "store gone"
+    else:
+        raise AssertionError("the failure was not raised")
+    assert ended == ["slow"]
+
+
 class Incoming:
     """A delivery as aio-pika hands it over, recording how it is settled."""
 
@@ -233,6 +330,35 @@ async def test_a_later_batch_goes_back_to_the_queue_when_the_earlier_one_failed(
     assert settled == ["nack c-2 requeued"]
 
 
+def submitted_by(company: str, settled: list[str]) -> list[Any]:
+    return [Incoming(f.submitted("2026-01", "2026-02-01T09:00", company_id=company), settled)]
+
+
+@pytest.mark.parametrize("batches_held", [2, 3])
+async def test_as_many_batches_are_under_way_as_the_prefetch_holds(batches_held: int) -> None:
+    store = await stored_companies(["c-1", "c-2", "c-3"])
+    settings = Settings(batch_size=1, prefetch=batches_held)
+    runner = ConsumerRunner(CONSUMERS["bookkeeping"], settings, store)
+    settled: list[str] = []
+    stop = asyncio.Event()
+    channel: Any = Channel()
+    companies = ["c-1", "c-2", "c-3"][:batches_held]
+    for company in companies[:-1]:  # room for each while the first write waits
+        await asyncio.wait_for(runner._hand_over(channel, submitted_by(company, settled), stop), 1)
+    last = asyncio.create_task(
+        runner._hand_over(channel, submitted_by(companies[-1], settled), stop)
+    )
+    await turns(300)
+    # Every later batch's tab is written; the last hand-over waits for the first batch, which
+    # still waits for the store, and nothing is acked before it.
+    assert {("saved", "bookkeeping", (key(c),)) for c in companies[1:]} <= set(store.asked)
+    assert not last.done() and settled == []
+    store.gate.set()
+    await last
+    await runner._finish_under_way()
+    assert settled == [f"ack {c} and before" for c in companies]
+
+
 class YieldingStore(MemoryStore):
     """A store that lets other tasks run inside each load and save, a drawn number of times:
     two batches under way then interleave in many ways."""
@@ -260,19 +386,20 @@ LATE_WALL = dt.datetime(2027, 1, 1, tzinfo=dt.UTC)  # after every drawn event
 
 
 async def applied(batches: list[list[Message]], store: MemoryStore, overlap: bool) -> None:
-    """Hands ``batches`` over as the runner does: one at a time, or the next while the one
-    before is under way (at most two)."""
+    """Hands ``batches`` over as the runner does: one at a time, or the next while those
+    before are under way (at most three, as the default prefetch holds)."""
     pipeline = Pipeline(CONSUMERS["bookkeeping"], store, lambda: LATE_WALL)
-    earlier: asyncio.Task[Any] | None = None
+    under_way: list[asyncio.Task[Any]] = []
     for batch in batches:
         task = asyncio.create_task(pipeline.handle(deliveries(batch)))
         if not overlap:
             await task
-        elif earlier is not None:
-            await earlier
-        earlier = task
-    if earlier is not None:
-        await earlier
+            continue
+        under_way.append(task)
+        if len(under_way) == Settings().prefetch // Settings().batch_size:
+            await under_way.pop(0)
+    for task in under_way:
+        await task
 
 
 def listed(store: MemoryStore) -> dict[str, Any]:
@@ -304,7 +431,7 @@ def batched_events(draw: st.DrawFn) -> list[list[Message]]:
 
 @settings(max_examples=120, deadline=None)
 @given(batched_events(), st.integers(0, 2**32))
-def test_two_batches_under_way_leave_what_one_at_a_time_leaves(
+def test_batches_under_way_leave_what_one_at_a_time_leaves(
     batches: list[list[Message]], seed: int
 ) -> None:
     one_at_a_time, overlapping = MemoryStore(), YieldingStore(seed)
