@@ -575,8 +575,8 @@ class ConsumerRunner:
         return work.result()
 
     async def _await_store(self, stop: asyncio.Event, failure: Outcome | None) -> bool:
-        """Waits until the store answers a ping; False if a stop came first. The two batches
-        under way wait on one watch: one ping at a time, and one line each way in the log."""
+        """Waits until the store answers a ping; False if a stop came first. The batches under
+        way wait on one watch: one ping at a time, and one line each way in the log."""
         if self._store_watch is None or self._store_watch.done():
             self._store_watch = asyncio.create_task(self._watch_store(stop, failure))
         return await asyncio.shield(self._store_watch)
@@ -620,9 +620,10 @@ class ConsumerRunner:
     @property
     def _stats_id(self) -> str:
         """The counters' document: one per consumer, or per partition of a partitioned one,
-        so that writers running at once never update one document (FerretDB's ``$inc`` is a
-        read then a write, and concurrent ones lose counts). Readers add them up by
-        ``stats_consumer``."""
+        so that the partitions' writers do not race for one document. A partition's writer can
+        still overlap with the next for a moment when a replica hands it over; the store adds
+        counts so that neither is lost then (on FerretDB, where ``$inc`` is a read then a write,
+        by a guarded replace). Readers add them up by ``stats_consumer``."""
         name = self.definition.name
         return name if self.partition is None else f"{name}@p{self.partition}"
 

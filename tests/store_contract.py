@@ -241,6 +241,18 @@ class StoreContract:
         (counter,) = await store.fetch("counters", ["c"])
         assert (counter["applied"], counter["retried"]) == (5, 1)
 
+    async def test_racing_increments_of_one_counter_all_count(self, store: Store) -> None:
+        """Two writers may add to one counters document at once: a partition's runner that is
+        letting go of it finishes its last write while the replica taking over makes its
+        first. None of the counts is lost."""
+        import asyncio
+
+        await asyncio.gather(
+            *(store.increment("counters", "raced", {"applied": 1, "retried": 2}) for _ in range(24))
+        )
+        (counter,) = await store.fetch("counters", ["raced"])
+        assert (counter["applied"], counter["retried"]) == (24, 48)
+
     async def test_racing_writers_exactly_one_wins(self, store: Store) -> None:
         import asyncio
 

@@ -43,6 +43,7 @@ from services.expiry import Expiry
 from services.runner import CONSUMER_STATS, stats_consumer
 from services.signing import check_secret
 from services.store.mongo import MongoStore, connect
+from services.store.port import VERSION_FIELD
 from services.topology import dead_queue_name, queue_name
 
 ID = r"^[A-Za-z0-9_-]{1,64}$"
@@ -514,7 +515,7 @@ async def metrics(state: State) -> bytes:
     async for stats in reads_of(state).db[CONSUMER_STATS].find({}):
         consumer = stats_consumer(str(stats["_id"]))  # partitions add up to their consumer
         for outcome, count in stats.items():
-            if outcome != "_id" and isinstance(count, int):
+            if outcome not in ("_id", VERSION_FIELD) and isinstance(count, int):
                 totals[(consumer, outcome)] = totals.get((consumer, outcome), 0) + count
     for (consumer, outcome), count in sorted(totals.items()):
         lines.append(

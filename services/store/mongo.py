@@ -19,7 +19,8 @@ each as it is built to be used:
   builds is fixed; a save stays within that bound on one that is not.
 
 Used features, all within FerretDB 1.24: single-document insert, replace and find, ``$in``,
-``$lte``/``$gt`` in filters, cursors read in batches, ``$inc``/``$min`` updates, plain indexes.
+``$lte``/``$gt`` in filters, cursors read in batches, ``$inc``/``$min`` updates, plain indexes
+(counters on FerretDB: a guarded replace, see ``_add_guarded``).
 No transactions, change streams or ``$lookup``.
 """
 
@@ -67,6 +68,8 @@ INDEX_OPTIONS_CONFLICT = 85
 # however many statements it holds at once.
 FERRETDB_CHUNK = 8
 FERRETDB_COMMANDS = 4
+# Reads and guarded writes a counters' write may take while other writers win (one wins each).
+GUARDED_ROUNDS = 50
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -386,12 +389,42 @@ class MongoStore:
         if not counts:
             return
         target = self.database[collection]
+        if await self.is_ferretdb():
+            await self._add_guarded(target, id, counts)
+            return
         try:
             await target.update_one({"_id": id}, {"$inc": counts}, upsert=True)
         except DuplicateKeyError:
-            # Two writers upserted the same new document at once (partitions of one consumer
-            # share its counters): it exists now, so the second try updates it.
+            # Two writers upserted the same new document at once: it exists now, so the second
+            # try updates it.
             await target.update_one({"_id": id}, {"$inc": counts}, upsert=True)
+
+    async def _add_guarded(
+        self, target: AsyncCollection[Any], id: str, counts: dict[str, int]
+    ) -> None:
+        """FerretDB runs ``$inc`` as a read then a write, so two at once on one document lose
+        counts: a partition's runner letting go of it and the replica taking it over both
+        write its counters for a moment. So the counts are added to what was read and written
+        back by a replace guarded by the document's version, which the FerretDB we build runs
+        as one statement; the loser reads again. (A document from before the version field
+        gets one on its first write, with no guard that once.)"""
+        for _ in range(GUARDED_ROUNDS):
+            found = await target.find_one({"_id": id})
+            if found is None:
+                try:
+                    await target.insert_one({"_id": id, VERSION_FIELD: 1, **counts})
+                    return
+                except DuplicateKeyError:
+                    continue  # another writer made it first: add to theirs
+            version = found.get(VERSION_FIELD)
+            added = {**found, VERSION_FIELD: (version or 0) + 1}
+            for name, value in counts.items():
+                added[name] = int(found.get(name, 0)) + value
+            guard = {VERSION_FIELD: version} if version is not None else {}
+            result = await target.replace_one({"_id": id, **guard}, added)
+            if result.matched_count:
+                return
+        raise RuntimeError(f"{id}: counts not added in {GUARDED_ROUNDS} rounds of racing writers")
 
     async def lower(self, collection: str, id: str, field: str, value: dt.datetime) -> None:
         await self.database[collection].update_one({"_id": id}, {"$min": {field: value}})

@@ -297,6 +297,7 @@ async def test_operations_endpoints(running_system: RunningSystem) -> None:
         assert "/v1/companies/{company_id}/bookkeeping" in document["paths"]
         metrics = (await api.get("/metrics")).text
         assert 'backoffice_messages_total{consumer="directory",outcome="applied"}' in metrics
+        assert 'outcome="_v"' not in metrics  # the counters' version is no outcome
         assert 'backoffice_queue_messages{queue="backoffice.bookkeeping.dead"}' in metrics
         assert "backoffice_http_requests_total" in metrics
 
