@@ -15,7 +15,8 @@ Most ticks find nothing due: statuses change by time only at a few instants (a d
 ends, a month or a fiscal year begins). So each clock-following collection has a **watermark**,
 the earliest ``due_at`` in it, kept in the ``sweeps`` collection. A tick before the watermark
 reads one document and queries nothing; every batch that writes a ``due_at`` lowers it (one
-small ``$min`` update, so a replica that has just taken over cannot skip it on a stale belief);
+small ``$min`` update, on FerretDB a guarded replace, so a replica that has just taken over
+cannot skip it on a stale belief, and one writing beside the replica letting go loses nothing);
 a sweep that has run to its end sets it to the next Stockholm midnight, or earlier if it wrote
 an earlier ``due_at`` meanwhile. So a collection is asked at most once a day when nothing is due,
 and only for that day (on FerretDB by equality on ``due_day``, which its storage answers without

@@ -177,6 +177,22 @@ class StoreContract:
         (mark,) = await store.fetch("marks", ["m"])
         assert mark["next"] == T0 - hour
 
+    async def test_racing_lowers_of_one_mark_keep_the_earliest(self, store: Store) -> None:
+        """A sweep watermark has two writers for a moment when a replica hands a partition
+        over: whichever lowers it, the earliest instant stays, or the sweep would never read the
+        days before the mark."""
+        import asyncio
+
+        minute = dt.timedelta(minutes=1)
+        for round_ in range(4):
+            key = f"raced-{round_}"
+            await store.record("marks", [{"_id": key, "next": T0 + minute}])
+            await store.lower("marks", key, "next", T0)  # (on FerretDB it has a version now)
+            instants = [T0 - (n + 1) * minute for n in range(16)]
+            await asyncio.gather(*(store.lower("marks", key, "next", at) for at in instants))
+            (mark,) = await store.fetch("marks", [key])
+            assert mark["next"] == min(instants)
+
     async def test_each_reads_every_aggregate_whoever_wrote_it_a_page_at_a_time(
         self, store: Store
     ) -> None:

@@ -20,7 +20,7 @@ each as it is built to be used:
 
 Used features, all within FerretDB 1.24: single-document insert, replace and find, ``$in``,
 ``$lte``/``$gt`` in filters, cursors read in batches, ``$inc``/``$min`` updates, plain indexes
-(counters on FerretDB: a guarded replace, see ``_add_guarded``).
+(counters and watermarks on FerretDB: a guarded replace, see ``_change_guarded``).
 No transactions, change streams or ``$lookup``.
 """
 
@@ -390,7 +390,12 @@ class MongoStore:
             return
         target = self.database[collection]
         if await self.is_ferretdb():
-            await self._add_guarded(target, id, counts)
+
+            def added(found: dict[str, Any] | None) -> dict[str, Any]:
+                counted = found or {}
+                return {**counted, **{k: int(counted.get(k, 0)) + n for k, n in counts.items()}}
+
+            await self._change_guarded(target, id, added)
             return
         try:
             await target.update_one({"_id": id}, {"$inc": counts}, upsert=True)
@@ -399,35 +404,51 @@ class MongoStore:
             # try updates it.
             await target.update_one({"_id": id}, {"$inc": counts}, upsert=True)
 
-    async def _add_guarded(
-        self, target: AsyncCollection[Any], id: str, counts: dict[str, int]
+    async def lower(self, collection: str, id: str, field: str, value: dt.datetime) -> None:
+        target = self.database[collection]
+        if await self.is_ferretdb():
+
+            def lowered(found: dict[str, Any] | None) -> dict[str, Any] | None:
+                if found is None or (found.get(field) is not None and found[field] <= value):
+                    return None  # no such document (none is made), or already as early
+                return {**found, field: value}
+
+            await self._change_guarded(target, id, lowered)
+            return
+        await target.update_one({"_id": id}, {"$min": {field: value}})
+
+    async def _change_guarded(
+        self,
+        target: AsyncCollection[Any],
+        id: str,
+        change: Callable[[dict[str, Any] | None], dict[str, Any] | None],
     ) -> None:
-        """FerretDB runs ``$inc`` as a read then a write, so two at once on one document lose
-        counts: a partition's runner letting go of it and the replica taking it over both
-        write its counters for a moment. So the counts are added to what was read and written
-        back by a replace guarded by the document's version, which the FerretDB we build runs
-        as one statement; the loser reads again. (A document from before the version field
-        gets one on its first write, with no guard that once.)"""
+        """FerretDB runs ``$inc`` and ``$min`` as a read then a write, so two at once on one
+        document lose one: a count, or the earlier instant of a sweep watermark, which the sweep
+        would then never read back to. A partition's runner letting go of it and the replica
+        taking it over both write its counters and watermark for a moment. So the document is
+        read, changed here (``change`` gives the new one, or None for no change), and written
+        back by a replace guarded by its version, which the FerretDB we build runs as one
+        statement; the loser reads again. A document without the version field (from before
+        it, or replaced whole by ``record``) gets one on its next change, with no guard that
+        once."""
         for _ in range(GUARDED_ROUNDS):
             found = await target.find_one({"_id": id})
+            changed = change(found)
+            if changed is None:
+                return
             if found is None:
                 try:
-                    await target.insert_one({"_id": id, VERSION_FIELD: 1, **counts})
+                    await target.insert_one({**changed, "_id": id, VERSION_FIELD: 1})
                     return
                 except DuplicateKeyError:
-                    continue  # another writer made it first: add to theirs
+                    continue  # another writer made it first: change theirs
             version = found.get(VERSION_FIELD)
-            added = {**found, VERSION_FIELD: (version or 0) + 1}
-            for name, value in counts.items():
-                added[name] = int(found.get(name, 0)) + value
             guard = {VERSION_FIELD: version} if version is not None else {}
-            result = await target.replace_one({"_id": id, **guard}, added)
-            if result.matched_count:
+            changed = {**changed, "_id": id, VERSION_FIELD: (version or 0) + 1}
+            if (await target.replace_one({"_id": id, **guard}, changed)).matched_count:
                 return
-        raise RuntimeError(f"{id}: counts not added in {GUARDED_ROUNDS} rounds of racing writers")
-
-    async def lower(self, collection: str, id: str, field: str, value: dt.datetime) -> None:
-        await self.database[collection].update_one({"_id": id}, {"$min": {field: value}})
+        raise RuntimeError(f"{id}: not changed in {GUARDED_ROUNDS} rounds of racing writers")
 
     async def fetch(self, collection: str, ids: Iterable[str]) -> list[dict[str, Any]]:
         return await self._by_ids(collection, list(dict.fromkeys(ids)))
