@@ -68,7 +68,8 @@ INDEX_OPTIONS_CONFLICT = 85
 # however many statements it holds at once.
 FERRETDB_CHUNK = 8
 FERRETDB_COMMANDS = 4
-# Reads and guarded writes a counters' write may take while other writers win (one wins each).
+# Rounds of a read and a guarded write that a change of counters or of a watermark may take
+# while other writers win (one wins each round).
 GUARDED_ROUNDS = 50
 
 T = TypeVar("T")
