@@ -217,8 +217,8 @@ class Pipeline:
         self._claims: dict[tuple[str, str], _Claim] = {}
         self._claimed = itertools.count()
         # One batch's listing and watermark writes at a time: those of two batches would race
-        # for the same listing shards, and FerretDB runs an update such as the watermark's
-        # ``$min`` as a read and then a write.
+        # for the same listing shards (the watermark's lowering loses nothing to a race, see
+        # ``MongoStore.lower``, and goes along).
         self._writing = asyncio.Lock()
 
     async def prepare(self) -> dict[str, int]:
