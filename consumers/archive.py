@@ -124,8 +124,10 @@ def packed(state: P) -> P:
     tab: Any = state
     if not tab.PACKS_YEARS or tab.now is None or not tab.periods:
         return state
-    this_year = str(today(tab.now).year)
     last = year_of(tab.periods[-1].period)
+    if all(year_of(row.period) >= last for row in tab.periods):
+        return state  # no earlier year to pack: every message of a company's newest year
+    this_year = str(today(tab.now).year)
     rows: dict[str, list[Any]] = {}
     for row in tab.periods:
         rows.setdefault(year_of(row.period), []).append(row)

@@ -186,14 +186,19 @@ def _unchanged_periods(
     """The rows and history of ``previous`` that would come out the same at ``now``: the
     company and the period's facts are as they were, no fact lies after the previous
     evaluation, and no `waiting` deadline has ended since (the only way time changes a row)."""
-    if previous is None or previous.now is None or previous.company != tab.company:
+    if previous is None or previous.now is None:
+        return {}
+    # Most messages leave the company as it was: the very same object, not compared field by
+    # field (and a period's facts likewise).
+    if previous.company is not tab.company and previous.company != tab.company:
         return {}
     before = previous.now
     entries = history_by_period(previous)
     kept = {}
     for row in previous.periods:
         facts = tab.facts.get(row.period, [])
-        if facts != previous.facts.get(row.period, []) or any(f.at > before for f in facts):
+        earlier = previous.facts.get(row.period, [])
+        if (facts is not earlier and facts != earlier) or any(f.at > before for f in facts):
             continue
         if row.status == "waiting" and end_of_day(row.deadline) <= now:
             continue

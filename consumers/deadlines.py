@@ -7,6 +7,7 @@ case in one line.
 from __future__ import annotations
 
 import datetime as dt
+from functools import lru_cache
 from typing import Final
 
 from consumers import months
@@ -19,6 +20,7 @@ def _day_of_month(period: str, day: int) -> dt.date:
     return months.first_day(period).replace(day=day)
 
 
+@lru_cache(maxsize=4096)  # asked for every period a message replays; a few hundred recur
 def bookkeeping_submission_deadline(period: str, submission_day: int | None) -> dt.date:
     """§6.2: the client's last submission day for a bookkeeping month."""
     day = submission_day or DEFAULT_SUBMISSION_DAY

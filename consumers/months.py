@@ -6,6 +6,7 @@ import datetime as dt
 import functools
 
 
+@functools.lru_cache(maxsize=4096)  # asked for every period of every message; formatting costs
 def month_of(day: dt.date) -> str:
     return f"{day.year:04d}-{day.month:02d}"
 

@@ -10,6 +10,8 @@ from zoneinfo import ZoneInfo
 
 import msgspec
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from contracts.company import CompanyDetailsChanged
 from contracts.fields import format_instant, luhn_valid, normalize_instant
@@ -237,6 +239,19 @@ def test_sent_is_no_status_a_consultant_sets() -> None:
 )
 def test_an_instant_has_one_text_form(value: dt.datetime, text: str) -> None:
     assert format_instant(value) == text
+
+
+@given(
+    st.datetimes(
+        min_value=dt.datetime(2, 1, 1),
+        max_value=dt.datetime(9998, 12, 31),
+        timezones=st.sampled_from([dt.UTC, ZoneInfo("UTC"), ZoneInfo("Europe/Stockholm")])
+        | st.timezones(),
+    )
+)
+def test_an_instant_is_written_as_isoformat_writes_it_in_utc(value: dt.datetime) -> None:
+    utc = value.astimezone(dt.UTC)
+    assert format_instant(value) == utc.isoformat(timespec="milliseconds")[:-6] + "Z"
 
 
 @pytest.mark.parametrize(
