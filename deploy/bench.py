@@ -380,7 +380,7 @@ class Ingest:
     def ceiling(self) -> float:
         """Messages a second on every core of the machine if ours cost its own process no more
         than bare aio-pika's does, at the servers' CPU a message while ours took the backlog."""
-        floor_ms = self.cpu_ms("bare aio-pika", "process") + sum(
+        floor_ms = self.cpu_ms(BARE_NAME, "process") + sum(
             self.cpu_ms("ours", server) for server in ("FerretDB", "PostgreSQL", "RabbitMQ")
         )
         return (os.cpu_count() or 1) * 1000 / floor_ms
@@ -389,6 +389,7 @@ class Ingest:
 # Ours with the outbound events switched off, to measure what publishing them costs (a backlog of
 # submissions changes a status with every message, so each one publishes a status.changed).
 SILENT = "ours without outbound events"
+BARE_NAME = "bare aio-pika"
 OURS = ("ours", SILENT)
 NO_OUTBOUND = """
 import sys
@@ -441,7 +442,7 @@ async def ingest(backend: str, order: str, companies: int, per_company: int) -> 
     warm_up = await _ingest_one(SILENT, companies, start, names, backlog)
     rate = len(backlog) / warm_up
     say(f"ingest {backend:10s} {order:11s} a first run, not counted {rate:8.0f} msg/s")
-    for who in ("ours", SILENT, "bare aio-pika", "naive"):
+    for who in ("ours", SILENT, BARE_NAME, "naive"):
         cpu = result.cpu.setdefault(who, {})
         result.seconds[who] = await _ingest_one(who, companies, start, names, backlog, cpu)
         say(
@@ -484,7 +485,7 @@ async def _ingest_one(
             spent.update(cpu_used(before, after))
             stop(process)
             return seconds
-        code = BARE if who == "bare aio-pika" else NAIVE
+        code = BARE if who == BARE_NAME else NAIVE
         ended_at = ROOT / ".servers" / "bench-ended-at"
         ended_at.unlink(missing_ok=True)
         extra = {
@@ -558,12 +559,14 @@ def _unsettled(settings: Settings, queues: list[str]) -> int:
 
 
 # ---------------------------------------------------------------- outbound events alone
-async def outbound_cost(companies: int, months: int, rounds: int) -> list[tuple[str, float, float]]:
-    """(order, ours msg/s, ours without outbound events msg/s), ``rounds`` pairs per order: the
-    machine is noisy, so the ratio is read from several pairs. A first run of each order is not
-    counted (the first run after a change of order can be much slower: docs/benchmarks.md),
-    and the pairs alternate which goes first (ours, without, without, ours…), so that a drift
-    of the machine favours neither."""
+async def in_pairs(
+    companies: int, months: int, rounds: int, other: str
+) -> list[tuple[str, float, float]]:
+    """(order, ours msg/s, ``other``'s msg/s), ``rounds`` pairs per order: the machine is
+    noisy, so a ratio is read from several pairs. A first run of each order is not counted (the
+    first run after a change of order can be much slower: docs/benchmarks.md), and the pairs
+    alternate which goes first (ours, other, other, ours…), so that a drift of the machine
+    favours neither."""
     start = BACKLOG_START
     found = []
     for order in ORDERS:
@@ -571,21 +574,23 @@ async def outbound_cost(companies: int, months: int, rounds: int) -> list[tuple[
         await _ingest_one(SILENT, companies, start, names, backlog)  # warms the servers up
         for round_ in range(rounds):
             rate = {}
-            for who in ("ours", SILENT) if round_ % 2 == 0 else (SILENT, "ours"):
+            for who in ("ours", other) if round_ % 2 == 0 else (other, "ours"):
                 rate[who] = len(backlog) / await _ingest_one(who, companies, start, names, backlog)
-            ours, silent = rate["ours"], rate[SILENT]
-            say(f"outbound {order:11s} ours {ours:6.0f} msg/s, without {silent:6.0f} msg/s")
-            found.append((order, ours, silent))
+            ours, theirs = rate["ours"], rate[other]
+            say(f"pair {order:11s} ours {ours:6.0f} msg/s, {other} {theirs:6.0f} msg/s")
+            found.append((order, ours, theirs))
     return found
 
 
-def outbound_markdown(rows: list[tuple[str, float, float]], messages: int, command: str) -> str:
+def pairs_markdown(
+    rows: list[tuple[str, float, float]], messages: int, command: str, other: str
+) -> str:
+    beside = "with and without its outbound events" if other == SILENT else f"and by {other}"
     lines = [
         f"Measured {dt.date.today().isoformat()} by `{command}`: {messages} submissions applied"
-        " by one bookkeeping consumer process, with and without its outbound events, in pairs,"
-        " on FerretDB on PostgreSQL.",
+        f" by one bookkeeping consumer process, {beside}, in pairs, on FerretDB on PostgreSQL.",
         "",
-        "| backlog order | ours (msg/s) | without outbound events (msg/s) | ratio |",
+        f"| backlog order | ours (msg/s) | {other.removeprefix('ours ')} (msg/s) | ratio |",
         "|---|---:|---:|---:|",
         *[f"| {o} | {a:.0f} | {b:.0f} | {a / b:.2f} |" for o, a, b in rows],
     ]
@@ -1308,6 +1313,8 @@ SCALE_BEGIN = "<!-- scale-out figures: written by deploy/bench.sh --scale-out --
 SCALE_END = "<!-- end of scale-out figures -->"
 OUTBOUND_BEGIN = "<!-- outbound figures: written by deploy/bench.sh --outbound-alone -->"
 OUTBOUND_END = "<!-- end of outbound figures -->"
+BARE_BEGIN = "<!-- bare figures: written by deploy/bench.sh --bare-alone -->"
+BARE_END = "<!-- end of bare figures -->"
 
 
 def write_between_marks(path: Path, figures: str, begin: str = BEGIN, end: str = END) -> None:
@@ -1359,6 +1366,12 @@ async def main() -> None:
         help="only ours against ours without outbound events, ROUNDS pairs per backlog order",
     )
     parser.add_argument(
+        "--bare-alone",
+        type=int,
+        metavar="ROUNDS",
+        help="only ours against bare aio-pika, ROUNDS pairs per backlog order",
+    )
+    parser.add_argument(
         "--aging-alone",
         action="store_true",
         help="only the cost per message and per document of a tab as its company ages",
@@ -1381,9 +1394,16 @@ async def main() -> None:
     if args.outbound_alone:
         use_backend("postgresql")
         n, months = args.ingest_companies, args.ingest_months
-        rows = await outbound_cost(n, months, args.outbound_alone)
-        text = outbound_markdown(rows, n * months, command.strip())
+        rows = await in_pairs(n, months, args.outbound_alone, SILENT)
+        text = pairs_markdown(rows, n * months, command.strip(), SILENT)
         write_between_marks(Path(args.output), text, OUTBOUND_BEGIN, OUTBOUND_END)
+        return
+    if args.bare_alone:
+        use_backend("postgresql")
+        n, months = args.ingest_companies, args.ingest_months
+        rows = await in_pairs(n, months, args.bare_alone, BARE_NAME)
+        text = pairs_markdown(rows, n * months, command.strip(), BARE_NAME)
+        write_between_marks(Path(args.output), text, BARE_BEGIN, BARE_END)
         return
 
     async def scale() -> None:

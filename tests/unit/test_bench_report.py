@@ -66,3 +66,24 @@ def test_a_process_that_is_gone_counts_no_cpu(bench: ModuleType) -> None:
     assert bench._cpu_of(Path("/proc/no-such-process")) == 0.0
     found = bench.cpu_seconds(os.getpid())
     assert found["process"] > 0 and found["machine"] >= found["process"]
+
+
+def test_pairs_are_read_by_the_median_of_their_ratios_per_backlog_order(
+    bench: ModuleType,
+) -> None:
+    rows = [
+        ("by company", 2400.0, 3000.0),  # 0.80
+        ("by company", 2700.0, 3000.0),  # 0.90
+        ("by company", 1500.0, 3000.0),  # 0.50: one slow pair does not move the median
+        ("interleaved", 600.0, 3000.0),  # 0.20
+    ]
+    table = bench.pairs_markdown(rows, 10_000, "deploy/bench.sh --bare-alone 3", bench.BARE_NAME)
+    lines = table.splitlines()
+    assert "and by bare aio-pika, in pairs" in lines[0]
+    assert "| backlog order | ours (msg/s) | bare aio-pika (msg/s) | ratio |" in lines
+    assert "| by company | 1500 | 3000 | 0.50 |" in lines
+    assert "| by company, median of 3 | | | 0.80 |" in lines
+    assert "| interleaved, median of 1 | | | 0.20 |" in lines
+    silent = bench.pairs_markdown(rows, 10_000, "deploy/bench.sh", bench.SILENT)
+    assert "with and without its outbound events" in silent
+    assert "| backlog order | ours (msg/s) | without outbound events (msg/s) | ratio |" in silent
