@@ -15,13 +15,17 @@ Most ticks find nothing due: statuses change by time only at a few instants (a d
 ends, a month or a fiscal year begins). So each clock-following collection has a **watermark**,
 the earliest ``due_at`` in it, kept in the ``sweeps`` collection. A tick before the watermark
 reads one document and queries nothing; every batch that writes a ``due_at`` lowers it (one
-small ``$min`` update, on FerretDB a guarded replace, so a replica that has just taken over
-cannot skip it on a stale belief, and one writing beside the replica letting go loses nothing);
-a sweep that has run to its end sets it to the next Stockholm midnight, or earlier if it wrote
-an earlier ``due_at`` meanwhile. So a collection is asked at most once a day when nothing is due,
-and only for that day (on FerretDB by equality on ``due_day``, which its storage answers without
-reading every document). A missing watermark (a new database, or one from before watermarks)
-means "unknown": the next tick sweeps the whole collection once.
+small update, on FerretDB a guarded replace, so a replica that has just taken over cannot skip
+it on a stale belief, and one writing beside the replica letting go loses nothing; a lowering
+gives the watermark a new version); a sweep that has run to its end sets it to the next
+Stockholm midnight, or earlier if it wrote an earlier ``due_at`` meanwhile, but only if the
+watermark is still at the version it started from: a lowering by another writer meanwhile
+stays, and the next tick sweeps again (``Store.settle``); what another writer made due without
+lowering it, after the reader passed, is asked for once more then. So a collection is asked at
+most once a day when nothing is due, and only for that day (on FerretDB by equality on
+``due_day``, which its storage answers without reading every document). A missing watermark
+(a new database, or one from before watermarks) means "unknown": the next tick sweeps the
+whole collection once.
 
 If the process stops mid-sweep, the watermark still lies at or before the tick, so the next tick
 (of any replica) sweeps again; applying a tick twice is harmless.
@@ -40,8 +44,9 @@ from typing import Any, Final
 from consumers.stockholm import end_of_day, today
 from contracts.clock import ClockTick
 from services.store import Store
+from services.store.port import VERSION_FIELD
 
-SWEEPS: Final = "sweeps"  # one document per collection: {_id, next_due}
+SWEEPS: Final = "sweeps"  # one document per collection: {_id, next_due, _v}
 NEXT_DUE: Final = "next_due"
 # "Nothing is due": a date rather than null, so that lowering it is a plain minimum.
 NEVER: Final = dt.datetime(9999, 12, 31, tzinfo=dt.UTC)
@@ -49,10 +54,17 @@ NEVER: Final = dt.datetime(9999, 12, 31, tzinfo=dt.UTC)
 ApplyTick = Callable[[str, Sequence[str], ClockTick], Awaitable[None]]
 
 
+@dataclass(frozen=True)
+class Watermark:
+    next_due: dt.datetime
+    version: int | None  # None: written before watermarks had versions
+
+
 @dataclass
 class _Sweep:
     tick: ClockTick  # the latest tick it speaks for
     since: dt.datetime | None  # the watermark it started from: nothing is due before it
+    seen: int | None  # that watermark's version: its end raises it only if still at that
     read_to: dt.datetime | None = None  # what is due by then has been read
     keys: deque[str] = field(default_factory=deque)  # read, not yet applied
     reader: asyncio.Task[None] | None = None
@@ -89,11 +101,15 @@ class Sweeper:
     def busy(self) -> bool:
         return bool(self._sweeps)
 
-    async def watermarks(self) -> dict[str, dt.datetime]:
+    async def watermarks(self) -> dict[str, Watermark]:
         """The known watermarks by collection; a collection without one is absent."""
         found = await self.store.fetch(SWEEPS, [c + self.marks for c in self.collections])
         named = {c + self.marks: c for c in self.collections}
-        return {named[d["_id"]]: d[NEXT_DUE] for d in found if d.get(NEXT_DUE) is not None}
+        return {
+            named[d["_id"]]: Watermark(d[NEXT_DUE], d.get(VERSION_FIELD))
+            for d in found
+            if d.get(NEXT_DUE) is not None
+        }
 
     async def schedule(self, tick: ClockTick) -> list[str]:
         """Starts (or extends) a sweep of each collection that has something due at the tick."""
@@ -101,11 +117,12 @@ class Sweeper:
         started = []
         for collection in self.collections:
             mark = marks.get(collection)
-            if mark is not None and mark > tick.occurred_at:
+            if mark is not None and mark.next_due > tick.occurred_at:
                 continue
             running = self._sweeps.get(collection)
             if running is None:
-                self._sweeps[collection] = _Sweep(tick, since=mark)
+                since, seen = (mark.next_due, mark.version) if mark else (None, None)
+                self._sweeps[collection] = _Sweep(tick, since=since, seen=seen)
             elif tick.occurred_at > running.tick.occurred_at:
                 running.tick = tick  # its reader reads on to it
             started.append(collection)
@@ -189,11 +206,32 @@ class Sweeper:
 
     async def _finish(self, collection: str, sweep: _Sweep) -> None:
         """Every aggregate due by the tick has had it. Nothing left is due before the next
-        Stockholm midnight (every due_at is the end of a day) unless written meanwhile."""
+        Stockholm midnight (every due_at is the end of a day) unless written meanwhile: by
+        this process (``earliest``), or by another writer, whose lowering gave the watermark a
+        new version, so that ``settle`` keeps it rather than raise it (a partition's replica
+        letting go of it writes for a moment while the one taking over sweeps)."""
         midnight = end_of_day(today(sweep.tick.occurred_at))
         mark = min(sweep.earliest, midnight)
-        await self.store.record(SWEEPS, [{"_id": collection + self.marks, NEXT_DUE: mark}])
+        await self.store.settle(SWEEPS, collection + self.marks, NEXT_DUE, mark, sweep.seen)
+        # That other writer may also have written a due_at before the tick but not before the
+        # watermark, after the reader had passed it: its lowering then changed nothing. Asked
+        # after the watermark is set, what is still due is found here or lowers it itself.
+        if (late := await self._earliest_due(collection, sweep)) is not None:
+            await self.store.lower(SWEEPS, collection + self.marks, NEXT_DUE, late)
         del self._sweeps[collection]
+
+    async def _earliest_due(self, collection: str, sweep: _Sweep) -> dt.datetime | None:
+        """The earliest ``due_at`` still due by the sweep's tick (after a sweep, usually none:
+        one query that finds nothing)."""
+        earliest = None
+        found = self.store.due(
+            collection, sweep.tick.occurred_at, since=sweep.since, batch=self.page
+        )
+        async with aclosing(found):
+            async for pairs in found:
+                first = min(due for due, _ in pairs)
+                earliest = first if earliest is None else min(earliest, first)
+        return earliest
 
     def forget(self) -> None:
         """Drops sweeps under way (the session ended); the next tick starts them again."""

@@ -13,7 +13,7 @@ import pytest
 
 from contracts.outbound import Cause, OutboundMessage, StatusChanged
 from services.store import Store, Write
-from services.store.port import COMPRESSED_FROM, plain
+from services.store.port import COMPRESSED_FROM, VERSION_FIELD, plain
 
 
 class Thing(msgspec.Struct, kw_only=True):
@@ -190,6 +190,54 @@ class StoreContract:
             await store.lower("marks", key, "next", T0)  # (on FerretDB it has a version now)
             instants = [T0 - (n + 1) * minute for n in range(16)]
             await asyncio.gather(*(store.lower("marks", key, "next", at) for at in instants))
+            (mark,) = await store.fetch("marks", [key])
+            assert mark["next"] == min(instants)
+
+    async def test_settle_sets_a_mark_still_at_the_version_read_and_else_only_lowers(
+        self, store: Store
+    ) -> None:
+        day = dt.timedelta(days=1)
+
+        async def mark(key: str = "s") -> dict[str, Any]:
+            (found,) = await store.fetch("marks", [key])
+            return found
+
+        assert await store.settle("marks", "s", "next", T0 + day, None)  # none yet: made
+        assert (await mark())["next"] == T0 + day
+        seen = (await mark())[VERSION_FIELD]
+        assert await store.settle("marks", "s", "next", T0 + 2 * day, seen)  # later: raised
+        seen = (await mark())[VERSION_FIELD]
+        await store.lower("marks", "s", "next", T0)  # another writer lowers it meanwhile
+        assert (await mark())[VERSION_FIELD] != seen
+        assert not await store.settle("marks", "s", "next", T0 + 5 * day, seen)  # kept
+        assert (await mark())["next"] == T0
+        assert not await store.settle("marks", "s", "next", T0 - day, seen)  # only lowered
+        assert (await mark())["next"] == T0 - day
+        assert not await store.settle("marks", "s", "next", T0 + day, None)  # made meanwhile
+        assert (await mark())["next"] == T0 - day
+        # A mark from before marks had versions is set once; from then on it has one.
+        await store.record("marks", [{"_id": "old", "next": T0}])
+        assert await store.settle("marks", "old", "next", T0 + day, None)
+        assert (await mark("old"))["next"] == T0 + day
+        assert (await mark("old"))[VERSION_FIELD] is not None
+
+    async def test_a_settle_racing_lowers_keeps_the_earliest_lowering(self, store: Store) -> None:
+        """A sweep ends on the replica that took a partition over while the one letting go of
+        it still lowers the watermark: the lowering stays, whichever lands first."""
+        import asyncio
+
+        minute = dt.timedelta(minutes=1)
+        for round_ in range(4):
+            key = f"settled-{round_}"
+            assert await store.settle("marks", key, "next", T0, None)
+            (found,) = await store.fetch("marks", [key])
+            instants = [T0 - (8 - n) * minute for n in range(8)]  # the earliest first
+            later = T0 + 60 * minute
+            writes = [store.lower("marks", key, "next", at) for at in instants]
+            # The settle goes out after the earliest lowering and a few more, later each round.
+            settle = store.settle("marks", key, "next", later, found[VERSION_FIELD])
+            writes.insert(1 + 2 * round_, settle)
+            await asyncio.gather(*writes)
             (mark,) = await store.fetch("marks", [key])
             assert mark["next"] == min(instants)
 

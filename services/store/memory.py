@@ -158,6 +158,19 @@ class MemoryStore:
         document = self.collections.get(collection, {}).get(id)
         if document is not None and (document.get(field) is None or value < document[field]):
             document[field] = value
+            document[VERSION_FIELD] = document.get(VERSION_FIELD, 0) + 1
+
+    async def settle(
+        self, collection: str, id: str, field: str, value: dt.datetime, seen: int | None
+    ) -> bool:
+        self._maybe_fail()
+        target = self.collections.setdefault(collection, {})
+        version = target[id].get(VERSION_FIELD) if id in target else None
+        if version == seen:
+            target[id] = {"_id": id, field: value, VERSION_FIELD: (version or 0) + 1}
+            return True
+        await self.lower(collection, id, field, value)
+        return False
 
     async def fetch(self, collection: str, ids: Iterable[str]) -> list[dict[str, Any]]:
         self._maybe_fail()

@@ -416,7 +416,34 @@ class MongoStore:
 
             await self._change_guarded(target, id, lowered)
             return
-        await target.update_one({"_id": id}, {"$min": {field: value}})
+        # ``$min`` would not tell a concurrent ``settle`` that the document changed.
+        earlier = {"$or": [{field: {"$gt": value}}, {field: None}]}
+        await target.update_one(
+            {"_id": id, **earlier}, {"$set": {field: value}, "$inc": {VERSION_FIELD: 1}}
+        )
+
+    async def settle(
+        self, collection: str, id: str, field: str, value: dt.datetime, seen: int | None
+    ) -> bool:
+        """A replace guarded by the version, which MongoDB and the FerretDB we build run as one
+        statement, or an insert when there was no document."""
+        target = self.database[collection]
+        settled = {field: value, VERSION_FIELD: (seen or 0) + 1}
+        if seen is not None:
+            if (await target.replace_one({"_id": id, VERSION_FIELD: seen}, settled)).matched_count:
+                return True
+        else:
+            try:
+                await target.insert_one({"_id": id, **settled})
+                return True
+            except DuplicateKeyError:
+                found = await target.find_one({"_id": id})
+                if found is not None and found.get(VERSION_FIELD) is None:
+                    # Written before watermarks had versions: replaced once without a guard.
+                    await target.replace_one({"_id": id}, settled)
+                    return True
+        await self.lower(collection, id, field, value)
+        return False
 
     async def _change_guarded(
         self,

@@ -78,7 +78,17 @@ class Store(Protocol):
         ...
 
     async def lower(self, collection: str, id: str, field: str, value: dt.datetime) -> None:
-        """Sets ``field`` of an existing plain document to ``value`` if that is earlier."""
+        """Sets ``field`` of an existing plain document to ``value`` if that is earlier, and
+        then gives the document a new version (``VERSION_FIELD``)."""
+        ...
+
+    async def settle(
+        self, collection: str, id: str, field: str, value: dt.datetime, seen: int | None
+    ) -> bool:
+        """Sets a plain document of one ``field`` to ``value``, later or earlier, if it is still
+        at version ``seen`` (None: it did not exist, or had no version); else only lowers it to
+        ``value``. True when set. A sweep that ran to its end raises its watermark so: a
+        lowering that another writer made while it ran is kept, never written over."""
         ...
 
     async def fetch(self, collection: str, ids: Iterable[str]) -> list[dict[str, Any]]:

@@ -15,7 +15,7 @@ from consumers.bookkeeping import BookkeepingTab
 from services.pipeline import UNAVAILABLE, Outcome, Pipeline
 from services.store import StoreUnavailable
 from services.store.memory import MemoryStore
-from services.store.port import from_document, plain
+from services.store.port import VERSION_FIELD, from_document, plain
 from services.sweep import NEVER, NEXT_DUE, SWEEPS
 from tests import factories as f
 from tests.unit.test_pipeline import CONSUMERS, SECRET, WALL, delivery
@@ -123,8 +123,9 @@ async def test_a_tick_is_applied_at_once_and_the_sweep_follows_in_steps(
     assert [n for n in await sweep_all(p) if n] == [2, 2, 1]
     for name in names:
         assert statuses(store, name) == ["late", "late", "waiting"]
-    # One read through, in batches of 3, however many steps applied it.
-    assert store.due_queries == [(dt.datetime(2026, 3, 10, 12, 0, tzinfo=UTC), 3, None)]
+    # One read through, in batches of 3, however many steps applied it; and at the end one
+    # look for what another writer may have made due meanwhile, which finds nothing.
+    assert store.due_queries == [(dt.datetime(2026, 3, 10, 12, 0, tzinfo=UTC), 3, None)] * 2
     assert store.handed == 2
 
 
@@ -140,7 +141,7 @@ async def test_a_step_applies_what_is_read_while_the_rest_is_still_being_read(
     store.gate.set()
     assert sum(await sweep_all(p)) == 4
     assert all(statuses(store, n)[1] == "late" for n in names)
-    assert len(store.due_queries) == 1
+    assert len(store.due_queries) == 2  # the read through, and the end's look
 
 
 async def test_the_reader_keeps_only_so_many_keys_ahead_of_the_steps(
@@ -195,7 +196,7 @@ async def test_ticks_before_the_watermark_query_nothing(store: CountingStore) ->
     await fill(p, companies(3))
     await tick(p, "2026-03-01T09:00")
     await sweep_all(p)  # the watermark was unknown: this sweep finds nothing and sets it
-    assert store.since == [None]  # ... asking the whole collection, once
+    assert store.since == [None, None]  # ... asking the whole collection (and at its end)
     mark = store.collections[SWEEPS]["bookkeeping"][NEXT_DUE]
     assert mark == dt.datetime(2026, 3, 1, 23, 0, tzinfo=UTC)  # the next Stockholm midnight
     store.due_queries.clear()
@@ -225,6 +226,56 @@ async def test_a_write_of_an_earlier_due_lowers_the_watermark(store: CountingSto
     assert mark == dt.datetime(2026, 3, 5, 23, 0, tzinfo=UTC)
     outcome = await tick(p, "2026-03-06T00:00")
     assert outcome.detail == {"sweeping": ["bookkeeping"]}
+
+
+async def test_a_sweep_keeps_a_lowering_that_another_writer_made_while_it_ran(
+    store: CountingStore,
+) -> None:
+    """A partition's replica letting go of it lowers the watermark while the one taking it over
+    sweeps: the sweep's end does not write over that lowering, and the next tick reads back
+    to it. Without the other writer, the same sweep raises the watermark to the next midnight,
+    with a version, so the next lowering is guarded too."""
+    p, _ = await filled(store, 3, chunk=1)
+    await tick(p, "2026-03-01T09:00")
+    await sweep_all(p)  # the watermark is known from here on
+    await tick(p)
+    await p.sweep_step()
+    assert p.sweeping
+    # Another writer's due_at, before the watermark the sweep began from (1 March's end).
+    earlier = dt.datetime(2026, 2, 28, 23, 0, tzinfo=UTC)
+    await store.lower(SWEEPS, "bookkeeping", NEXT_DUE, earlier)
+    await sweep_all(p)
+    assert store.collections[SWEEPS]["bookkeeping"][NEXT_DUE] == earlier
+    outcome = await tick(p, "2026-03-10T12:01")
+    assert outcome.detail == {"sweeping": ["bookkeeping"]}
+    await sweep_all(p)
+    mark = store.collections[SWEEPS]["bookkeeping"]
+    assert mark[NEXT_DUE] == dt.datetime(2026, 3, 10, 23, 0, tzinfo=UTC)
+    assert isinstance(mark[VERSION_FIELD], int)
+
+
+async def test_a_sweep_finds_at_its_end_what_another_writer_made_due_after_its_reader_passed(
+    store: CountingStore,
+) -> None:
+    """Another writer (a partition's replica letting go of it) writes a tab that was due before
+    the tick, but not before the watermark, so its lowering changes nothing, after this sweep's
+    reader has read everything due: the sweep's end lowers the watermark to it, and the next
+    tick moves that tab on."""
+    p, _ = await filled(store, 3, chunk=1)
+    await tick(p, "2026-03-01T09:00")
+    await sweep_all(p)  # the watermark: 1 March's end
+    await tick(p)
+    await p.sweep_step()  # the reader has read all three
+    other = pipeline(store)
+    await fill(other, ["c-late"])  # due at 5 March's end, before the tick of 10 March
+    assert statuses(store, "c-late") == ["late", "waiting", "waiting"]
+    await sweep_all(p)
+    assert store.collections[SWEEPS]["bookkeeping"][NEXT_DUE] == dt.datetime(
+        2026, 3, 5, 23, 0, tzinfo=UTC
+    )
+    assert (await tick(p, "2026-03-10T12:01")).detail == {"sweeping": ["bookkeeping"]}
+    await sweep_all(p)
+    assert statuses(store, "c-late") == ["late", "late", "waiting"]
 
 
 async def test_a_sweep_sets_the_watermark_no_later_than_the_next_midnight(
@@ -270,8 +321,9 @@ async def test_a_later_tick_extends_the_sweep_under_way(store: CountingStore) ->
     assert statuses(alone, names[0])[2] == "late"  # March's deadline passed too
     assert [statuses(store, n) for n in names] == [statuses(alone, n) for n in names]
     # The extension read on from the first tick rather than reading it all again.
-    first, later = (at for at, _, _ in store.due_queries)
+    first, later, end = (at for at, _, _ in store.due_queries)
     assert store.due_queries[1][2] == first and later > first
+    assert end == later and store.due_queries[2][2] is None  # the end's look, from the mark
 
 
 async def test_a_partition_sweeps_only_its_own_aggregates_with_a_watermark_of_its_own() -> None:
