@@ -64,7 +64,8 @@ SECRET = "bench-secret-0123456789abcdef0123456789"
 TIME_TRAVEL_S = 400 * 86400  # the benchmark's ticks run up to a year ahead of the wall clock
 AGENCY = "a-bench"
 PREFETCH = Settings().prefetch  # bare aio-pika and the naive consumer hold as many as ours
-TIMEOUT_S = 1800  # no part runs longer than this
+TIMEOUT_S = 1800  # no part runs longer than this, or stalls this long where progress is read
+PROGRESS_EVERY_S = 10.0
 
 
 def say(*parts: object) -> None:
@@ -287,6 +288,16 @@ async def queue_lengths(settings: Settings, names: list[str]) -> dict[str, int]:
         return found
 
 
+async def applied_by_all(settings: Settings) -> int:
+    """Messages applied by every consumer so far (their counters)."""
+    client = connect(settings.mongo_url, 5000)
+    try:
+        found = await client[settings.mongo_db]["consumer_stats"].find().to_list()
+        return sum(int(d.get("applied", 0)) for d in found)
+    finally:
+        await client.close()
+
+
 async def applied(settings: Settings, consumer: str) -> int:
     client = connect(settings.mongo_url, 5000)
     try:
@@ -298,10 +309,24 @@ async def applied(settings: Settings, consumer: str) -> int:
         await client.close()
 
 
-async def until(condition: Callable[[], Awaitable[bool]], what: str) -> None:
+async def until(
+    condition: Callable[[], Awaitable[bool]],
+    what: str,
+    progress: Callable[[], Awaitable[int]] | None = None,
+) -> None:
+    """Waits for ``condition``, giving up after ``TIMEOUT_S``. With ``progress`` (a count that
+    grows as the work goes on, asked every ``PROGRESS_EVERY_S``), only after ``TIMEOUT_S`` in
+    which it did not grow: a slow machine still finishes a long drain (the demo at 10,000
+    companies once took 1,795 s), and one that stalled still ends."""
     deadline = time.monotonic() + TIMEOUT_S
+    last, asked = await progress() if progress else 0, time.monotonic()
     while not await condition():
-        if time.monotonic() > deadline:
+        now = time.monotonic()
+        if progress and now - asked >= PROGRESS_EVERY_S:
+            count, asked = await progress(), now
+            if count > last:
+                last, deadline = count, now + TIMEOUT_S
+        if now > deadline:
             raise TimeoutError(f"gave up after {TIMEOUT_S} s waiting for {what}")
         await asyncio.sleep(0.2)
 
@@ -784,7 +809,11 @@ async def demo(companies: int, with_api: bool, with_sweep: bool) -> Demo:
             printed.split(" events and ")[1].split()[0]
         )
         queues = [queue_name(n) for n in CONSUMERS]
-        await until(lambda: _all_drained(settings, queues), "the demo to drain")
+        await until(
+            lambda: _all_drained(settings, queues),
+            "the demo to drain",
+            lambda: applied_by_all(settings),
+        )
         result.seconds = time.monotonic() - started
         result.memory = {"main job": peak_rss_mib(main.pid), **server_memory_mib()}
         say(
@@ -852,7 +881,11 @@ async def sweep(settings: Settings) -> tuple[int, float]:
 
         await until(swept, "the sweep")
         queues = [queue_name(n) for n in CONSUMERS]
-        await until(lambda: _all_drained(settings, queues), "the sweep's messages")
+        await until(
+            lambda: _all_drained(settings, queues),
+            "the sweep's messages",
+            lambda: applied_by_all(settings),
+        )
         seconds = time.monotonic() - started
         return await _swept(database, owners) - before, seconds
     finally:

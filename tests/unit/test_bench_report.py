@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import sys
+import time
 from pathlib import Path
 from types import ModuleType
 
@@ -87,3 +88,30 @@ def test_pairs_are_read_by_the_median_of_their_ratios_per_backlog_order(
     silent = bench.pairs_markdown(rows, 10_000, "deploy/bench.sh", bench.SILENT)
     assert "with and without its outbound events" in silent
     assert "| backlog order | ours (msg/s) | without outbound events (msg/s) | ratio |" in silent
+
+
+async def test_a_wait_with_progress_gives_up_only_when_the_progress_stalls(
+    bench: ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(bench, "TIMEOUT_S", 0.6)
+    monkeypatch.setattr(bench, "PROGRESS_EVERY_S", 0.1)
+    started = time.monotonic()
+
+    async def done() -> bool:  # three timeouts' worth of work
+        return time.monotonic() - started > 1.8
+
+    async def growing() -> int:
+        return int((time.monotonic() - started) * 100)
+
+    async def stalled() -> int:
+        return 7
+
+    await bench.until(done, "a long drain", growing)
+    assert time.monotonic() - started > 1.8
+    started = time.monotonic()
+    with pytest.raises(TimeoutError, match="a stalled drain"):
+        await bench.until(done, "a stalled drain", stalled)
+    assert time.monotonic() - started < 1.2
+    started = time.monotonic()
+    with pytest.raises(TimeoutError, match="no progress asked"):
+        await bench.until(done, "no progress asked")
