@@ -1424,20 +1424,18 @@ async def main() -> None:
         text = await aged(command.strip())
         write_between_marks(Path(args.output), text, AGING_BEGIN, AGING_END)
         return
-    if args.outbound_alone:
-        use_backend("postgresql")
-        n, months = args.ingest_companies, args.ingest_months
-        rows = await in_pairs(n, months, args.outbound_alone, SILENT)
-        text = pairs_markdown(rows, n * months, command.strip(), SILENT)
-        write_between_marks(Path(args.output), text, OUTBOUND_BEGIN, OUTBOUND_END)
-        return
-    if args.bare_alone:
-        use_backend("postgresql")
-        n, months = args.ingest_companies, args.ingest_months
-        rows = await in_pairs(n, months, args.bare_alone, BARE_NAME)
-        text = pairs_markdown(rows, n * months, command.strip(), BARE_NAME)
-        write_between_marks(Path(args.output), text, BARE_BEGIN, BARE_END)
-        return
+    paired = {
+        SILENT: (args.outbound_alone, OUTBOUND_BEGIN, OUTBOUND_END),
+        BARE_NAME: (args.bare_alone, BARE_BEGIN, BARE_END),
+    }
+    for other, (rounds, begin, end) in paired.items():
+        if rounds:
+            use_backend("postgresql")
+            n, months = args.ingest_companies, args.ingest_months
+            rows = await in_pairs(n, months, rounds, other)
+            text = pairs_markdown(rows, n * months, command.strip(), other)
+            write_between_marks(Path(args.output), text, begin, end)
+            return
 
     async def scale() -> None:
         companies, months = (int(n) for n in args.scale_out.split("x"))
