@@ -525,6 +525,10 @@ async def _ingest_one(
         before = cpu_seconds(process.pid)
         await asyncio.to_thread(process.wait, TIMEOUT_S)  # it ends at the last message
         seconds = float(ended_at.read_text()) - started
+        if seconds <= 0:  # it ended before its subscription was seen (polled every 20 ms)
+            raise ValueError(
+                f"{who} took {len(backlog)} messages too fast to time: give a larger backlog"
+            )
         after = cpu_seconds(process.pid)  # its /proc entry is gone: its time is the children's
         ended = resource.getrusage(resource.RUSAGE_CHILDREN)
         after["process"] = sum(
