@@ -288,22 +288,15 @@ async def queue_lengths(settings: Settings, names: list[str]) -> dict[str, int]:
         return found
 
 
-async def applied_by_all(settings: Settings) -> int:
-    """Messages applied by every consumer so far (their counters)."""
-    client = connect(settings.mongo_url, 5000)
-    try:
-        found = await client[settings.mongo_db]["consumer_stats"].find().to_list()
-        return sum(int(d.get("applied", 0)) for d in found)
-    finally:
-        await client.close()
-
-
-async def applied(settings: Settings, consumer: str) -> int:
+async def applied(settings: Settings, consumer: str | None = None) -> int:
+    """Messages applied so far by ``consumer``, or by every consumer (their counters)."""
     client = connect(settings.mongo_url, 5000)
     try:
         found = await client[settings.mongo_db]["consumer_stats"].find().to_list()
         return sum(  # a partitioned consumer counts per partition (NAME@p<i>)
-            int(d.get("applied", 0)) for d in found if stats_consumer(d["_id"]) == consumer
+            int(d.get("applied", 0))
+            for d in found
+            if consumer is None or stats_consumer(d["_id"]) == consumer
         )
     finally:
         await client.close()
@@ -816,7 +809,7 @@ async def demo(companies: int, with_api: bool, with_sweep: bool) -> Demo:
         await until(
             lambda: _all_drained(settings, queues),
             "the demo to drain",
-            lambda: applied_by_all(settings),
+            lambda: applied(settings),
         )
         result.seconds = time.monotonic() - started
         result.memory = {"main job": peak_rss_mib(main.pid), **server_memory_mib()}
@@ -888,7 +881,7 @@ async def sweep(settings: Settings) -> tuple[int, float]:
         await until(
             lambda: _all_drained(settings, queues),
             "the sweep's messages",
-            lambda: applied_by_all(settings),
+            lambda: applied(settings),
         )
         seconds = time.monotonic() - started
         return await _swept(database, owners) - before, seconds
