@@ -26,6 +26,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import json
+import random
 from collections import deque
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
@@ -82,11 +83,22 @@ SOURCE_HEADER = "x-source"
 # How long a consumer must have had nothing to do before it rewrites documents to clear their
 # published outbound messages: never while a backlog is being applied.
 IDLE_BEFORE_TIDY_S = 2.0
-# Then it clears a few at a time, with a pause between (a message still comes first): after a
-# sweep every tab of every kind waits to be cleared, and clearing them in large steps stopped
-# the process and the store long enough to be felt by the API's readers.
-TIDY_STEP = 8
-TIDY_PAUSE_S = 0.25
+# Then it clears one aggregate at a time, with a pause between (a message still comes first):
+# after a sweep every tab of every kind waits to be cleared. Large steps stopped the process and
+# the store long enough to be felt by the API's readers; so did steps of 8 (each written as up
+# to 4 commands at once) taken by every consumer of a process in step with the others, as they
+# all began when one backlog drained. Each pause is drawn at random around TIDY_PAUSE_S, so the
+# consumers' single writes drift apart and a reader waits behind a few of them at most.
+TIDY_STEP = 1
+TIDY_PAUSE_S = 0.05
+
+
+def tidy_pause(draw: Callable[[float, float], float] = random.uniform) -> float:
+    """The pause before the next step of tidying: from half to one and a half of
+    ``TIDY_PAUSE_S``."""
+    return draw(TIDY_PAUSE_S / 2, TIDY_PAUSE_S * 3 / 2)
+
+
 # How long the broker may take to answer a relay's commit; then the channel is dropped and what
 # it carried is published again (subscribers drop a repeat by its id).
 COMMIT_TIMEOUT_S = 60.0
@@ -208,7 +220,7 @@ class ConsumerRunner:
                     if self.pipeline.sweeping:  # batches first, a sweep step between them
                         batch = self._drain(inbox)
                     elif self._outbox_work:
-                        idle = TIDY_PAUSE_S if self._tidying else IDLE_BEFORE_TIDY_S
+                        idle = tidy_pause() if self._tidying else IDLE_BEFORE_TIDY_S
                         batch = await self._next_batch(inbox, stop, closed, idle, under_way)
                         if not batch and under_way is not None and under_way.done():
                             continue  # it may have started a sweep: look again

@@ -16,8 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import aio_pika
+import pytest
 
 from contracts.outbound import EVENTS_EXCHANGE
+from services import runner
 from services.clock import publish_tick
 from services.config import Settings
 from services.runner import TIDY_PAUSE_S, TIDY_STEP
@@ -160,7 +162,6 @@ CRASHING_CONSUMER = """
 import asyncio, os, sys
 from services.__main__ import definition, run_processes
 from services.config import Settings
-from services.runner import TIDY_PAUSE_S, TIDY_STEP
 from services.runner import ConsumerRunner
 
 async def crash(self, channel):
@@ -254,12 +255,21 @@ async def test_what_the_broker_refuses_is_published_again_until_it_takes_it(
 
 
 async def test_an_idle_consumer_clears_published_events_a_few_at_a_time(
-    time_travelling_system: System,
+    time_travelling_system: System, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """After a sweep every tab's stored outbox holds published events: clearing them is
     housekeeping, done in small steps with pauses between, never in one burst that stops the
-    process and the store for the API's readers."""
+    process and the store for the API's readers; the pauses are drawn at random, so that the
+    consumers of a process drift apart."""
     system = time_travelling_system
+    pauses: list[float] = []
+    draw = runner.tidy_pause
+
+    def drawn() -> float:
+        pauses.append(draw())
+        return pauses[-1]
+
+    monkeypatch.setattr(runner, "tidy_pause", drawn)
     await system.start("bookkeeping")
     pipeline = system.runners["bookkeeping"].pipeline
     steps: list[tuple[float, int, int]] = []
@@ -297,7 +307,8 @@ async def test_an_idle_consumer_clears_published_events_a_few_at_a_time(
     assert all(written <= TIDY_STEP for *_, written in taken) and len(taken) >= 3
     assert sum(written for *_, written in taken) >= len(companies)
     gaps = [later[0] - earlier[0] for earlier, later in pairwise(steps)]
-    assert min(gaps) >= TIDY_PAUSE_S  # a pause between steps, for a message to come first
+    assert min(gaps) >= TIDY_PAUSE_S / 2  # a pause between steps, for a message to come first
+    assert len(pauses) >= len(steps) - 1 and len(set(pauses)) > 1
 
 
 async def test_tail_prints_one_json_line_per_outbound_event_of_its_filter(

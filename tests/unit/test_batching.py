@@ -1,5 +1,5 @@
 """How a consumer takes its next batch (services/runner.py): a lone message at once, a consumer
-that is behind waits a little for a fuller batch."""
+that is behind waits a little for a fuller batch; when idle, it tidies between pauses."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 from consumers.registry import CONSUMERS
 from services import heap
 from services.config import Settings
-from services.runner import ConsumerRunner
+from services.runner import TIDY_PAUSE_S, ConsumerRunner, tidy_pause
 from services.store.memory import MemoryStore
 
 
@@ -71,3 +71,12 @@ def test_settling_the_heap_sets_what_lives_at_start_aside_from_full_collections(
         assert len(gc.get_objects()) < gc.get_freeze_count()
     finally:
         gc.unfreeze()
+
+
+def test_the_pauses_between_tidy_steps_vary_so_that_consumers_drift_apart() -> None:
+    """Every consumer of a process begins to tidy when the same backlog drains: with equal
+    pauses their writes would reach the store together, step after step."""
+    pauses = [tidy_pause() for _ in range(200)]
+    assert all(TIDY_PAUSE_S / 2 <= p <= TIDY_PAUSE_S * 3 / 2 for p in pauses)
+    assert max(pauses) - min(pauses) > TIDY_PAUSE_S / 2
+    assert tidy_pause(lambda low, high: low) == TIDY_PAUSE_S / 2
