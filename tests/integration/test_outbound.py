@@ -254,7 +254,7 @@ async def test_what_the_broker_refuses_is_published_again_until_it_takes_it(
         assert copies()[0]["cause"]["id"] == submission.id
 
 
-async def test_an_idle_consumer_clears_published_events_a_few_at_a_time(
+async def test_an_idle_consumer_clears_published_events_in_small_steps(
     time_travelling_system: System, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """After a sweep every tab's stored outbox holds published events: clearing them is
