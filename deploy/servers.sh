@@ -10,6 +10,7 @@
 #   deploy/servers.sh status             say what answers
 #   deploy/servers.sh start|stop NAME    one server: rabbitmq or mongo
 #   deploy/servers.sh policies           apply the broker's policies again (after a settings change)
+#   deploy/servers.sh sql QUERY          run QUERY on the PostgreSQL under FerretDB (its database)
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -188,6 +189,43 @@ EOF
     pg_psql -c "CREATE ROLE ferretdb LOGIN"
   pg_psql -c "SELECT 1 FROM pg_database WHERE datname = 'ferretdb'" | grep -q 1 ||
     pg_psql -c "CREATE DATABASE ferretdb OWNER ferretdb"
+  pg_rows_inline
+}
+
+# A row stays in its table page, uncompressed, up to a page (toast_tuple_target = 8160), in every
+# table FerretDB makes and has made: a tab's document is 2 to 8 KB of JSON, and by default
+# PostgreSQL tried to compress each one above 2 KB on every write (pglz, mostly in vain), moved
+# it to the TOAST table, and decompressed it to check a replace's guard. Measured paired, that
+# took a quarter of PostgreSQL's CPU a write (docs/benchmarks.md (26)). An event trigger, since
+# FerretDB makes its tables as collections appear; the rows already stored move when rewritten.
+pg_rows_inline() {
+  pg_psql -d ferretdb -v ON_ERROR_STOP=1 >/dev/null <<'SQL'
+SET client_min_messages = warning;
+CREATE OR REPLACE FUNCTION public.backoffice_rows_inline() RETURNS event_trigger
+LANGUAGE plpgsql AS $$
+DECLARE
+  made record;
+BEGIN
+  FOR made IN SELECT objid FROM pg_event_trigger_ddl_commands()
+      WHERE command_tag = 'CREATE TABLE' AND object_type = 'table' LOOP
+    EXECUTE format('ALTER TABLE %s SET (toast_tuple_target = 8160)', made.objid::regclass);
+  END LOOP;
+END $$;
+DROP EVENT TRIGGER IF EXISTS backoffice_rows_inline;
+CREATE EVENT TRIGGER backoffice_rows_inline ON ddl_command_end WHEN TAG IN ('CREATE TABLE')
+  EXECUTE FUNCTION public.backoffice_rows_inline();
+DO $$
+DECLARE
+  kept regclass;
+BEGIN
+  FOR kept IN SELECT c.oid::regclass FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+      WHERE c.relkind = 'r' AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+        AND n.nspname NOT LIKE 'pg\_%'
+        AND NOT coalesce(c.reloptions @> ARRAY['toast_tuple_target=8160'], false) LOOP
+    EXECUTE format('ALTER TABLE %s SET (toast_tuple_target = 8160)', kept);
+  END LOOP;
+END $$;
+SQL
 }
 
 pg_stop() {
@@ -234,7 +272,10 @@ mongo_start() {
       *) log "BACKOFFICE_FERRETDB_BACKEND must be postgresql or sqlite"; return 2 ;;
     esac
     log "starting FerretDB $ferretdb_version ($ferretdb_backend backend)"
-    nohup "$(ferretdb_bin)" "${storage[@]}" \
+    # Go's collector at a heap of five times the live one instead of twice: it took a sixth of
+    # FerretDB's CPU under load, for a few tens of MB (docs/benchmarks.md (26)); the soft limit
+    # makes it collect harder before the heap could grow past 1 GiB.
+    GOGC=400 GOMEMLIMIT=1GiB nohup "$(ferretdb_bin)" "${storage[@]}" \
       --listen-addr="127.0.0.1:$mongo_port" --state-dir="$state" --debug-addr=127.0.0.1:0 \
       --telemetry=disable --log-level=warn --log-format=json \
       >>"$state/ferretdb.log" 2>&1 </dev/null &
@@ -289,5 +330,12 @@ case "${1:-up}" in
   status) status ;;
   policies) rabbit_policies ;;
   start | stop) one "$1" "${2:?name: rabbitmq or mongo}" ;;
-  *) log "usage: $0 [up|down|status|policies|start NAME|stop NAME]"; exit 2 ;;
+  sql)
+    if command -v mongod >/dev/null || [ "$ferretdb_backend" != postgresql ]; then
+      log "no PostgreSQL under the MongoDB server here"
+      exit 3
+    fi
+    pg_psql -d ferretdb -v ON_ERROR_STOP=1 -c "${2:?a query}"
+    ;;
+  *) log "usage: $0 [up|down|status|policies|start NAME|stop NAME|sql QUERY]"; exit 2 ;;
 esac

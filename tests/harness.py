@@ -80,6 +80,17 @@ class LocalServers:
             os.chmod(file.name, 0o644)  # rabbitmqctl may run as the rabbitmq user
             self.rabbitmqctl("import_definitions", file.name)
 
+    def postgres(self, query: str) -> str | None:
+        """PostgreSQL's answer to ``query`` (tuples only, ``|`` between values) on FerretDB's
+        database, or None where no PostgreSQL is under the MongoDB server."""
+        done = subprocess.run(
+            [str(SERVERS), "sql", query], capture_output=True, text=True, check=False
+        )
+        if done.returncode == 3:
+            return None
+        done.check_returncode()
+        return done.stdout
+
     def stop_database(self) -> None:
         self._script("stop", "mongo")
 
@@ -120,6 +131,9 @@ class DockerServers:
         if code != 0:
             raise subprocess.CalledProcessError(code, ["sh"], output)
         self.rabbitmqctl("import_definitions", "/tmp/definitions.json")
+
+    def postgres(self, query: str) -> str | None:
+        return None  # the official MongoDB image keeps its own storage
 
     def stop_database(self) -> None:
         self.mongo.get_wrapped_container().pause()
