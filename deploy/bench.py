@@ -408,6 +408,7 @@ class Ingest:
 # submissions changes a status with every message, so each one publishes a status.changed).
 SILENT = "ours without outbound events"
 BARE_NAME = "bare aio-pika"
+NAIVE_NAME = "naive"
 OURS = ("ours", SILENT)
 NO_OUTBOUND = """
 import sys
@@ -460,7 +461,7 @@ async def ingest(backend: str, order: str, companies: int, per_company: int) -> 
     warm_up = await _ingest_one(SILENT, companies, start, names, backlog)
     rate = len(backlog) / warm_up
     say(f"ingest {backend:10s} {order:11s} a first run, not counted {rate:8.0f} msg/s")
-    for who in ("ours", SILENT, BARE_NAME, "naive"):
+    for who in ("ours", SILENT, BARE_NAME, NAIVE_NAME):
         cpu = result.cpu.setdefault(who, {})
         result.seconds[who] = await _ingest_one(who, companies, start, names, backlog, cpu)
         say(
@@ -607,7 +608,10 @@ async def in_pairs(
 def pairs_markdown(
     rows: list[tuple[str, float, float]], messages: int, command: str, other: str
 ) -> str:
-    beside = "with and without its outbound events" if other == SILENT else f"and by {other}"
+    beside = {
+        SILENT: "with and without its outbound events",
+        NAIVE_NAME: "and by the naive consumer",
+    }.get(other, f"and by {other}")
     lines = [
         f"Measured {dt.date.today().isoformat()} by `{command}`: {messages} submissions applied"
         f" by one bookkeeping consumer process, {beside}, in pairs, on FerretDB on PostgreSQL.",
@@ -1345,6 +1349,8 @@ OUTBOUND_BEGIN = "<!-- outbound figures: written by deploy/bench.sh --outbound-a
 OUTBOUND_END = "<!-- end of outbound figures -->"
 BARE_BEGIN = "<!-- bare figures: written by deploy/bench.sh --bare-alone -->"
 BARE_END = "<!-- end of bare figures -->"
+NAIVE_BEGIN = "<!-- naive figures: written by deploy/bench.sh --naive-alone -->"
+NAIVE_END = "<!-- end of naive figures -->"
 
 
 def write_between_marks(path: Path, figures: str, begin: str = BEGIN, end: str = END) -> None:
@@ -1402,6 +1408,12 @@ async def main() -> None:
         help="only ours against bare aio-pika, ROUNDS pairs per backlog order",
     )
     parser.add_argument(
+        "--naive-alone",
+        type=int,
+        metavar="ROUNDS",
+        help="only ours against the naive consumer, ROUNDS pairs per backlog order",
+    )
+    parser.add_argument(
         "--aging-alone",
         action="store_true",
         help="only the cost per message and per document of a tab as its company ages",
@@ -1424,6 +1436,7 @@ async def main() -> None:
     paired = {
         SILENT: (args.outbound_alone, OUTBOUND_BEGIN, OUTBOUND_END),
         BARE_NAME: (args.bare_alone, BARE_BEGIN, BARE_END),
+        NAIVE_NAME: (args.naive_alone, NAIVE_BEGIN, NAIVE_END),
     }
     for other, (rounds, begin, end) in paired.items():
         if rounds:

@@ -88,6 +88,9 @@ def test_pairs_are_read_by_the_median_of_their_ratios_per_backlog_order(
     silent = bench.pairs_markdown(rows, 10_000, "deploy/bench.sh", bench.SILENT)
     assert "with and without its outbound events" in silent
     assert "| backlog order | ours (msg/s) | without outbound events (msg/s) | ratio |" in silent
+    naive = bench.pairs_markdown(rows, 10_000, "deploy/bench.sh", bench.NAIVE_NAME)
+    assert "and by the naive consumer, in pairs" in naive
+    assert "| backlog order | ours (msg/s) | naive (msg/s) | ratio |" in naive
 
 
 async def test_a_wait_with_progress_gives_up_only_when_the_progress_stalls(
