@@ -1136,19 +1136,17 @@ async def stored_costs(
     in the form the store writes, and kept whole: as text, and with every field nested. The
     ages and forms take turns, ``rounds`` times ``each`` of both, and each figure is the median
     of its rounds: so a slower minute of the machine weighs on all of them alike."""
-    import zlib
-
     import msgspec
 
     from consumers.archive import unpacked
-    from services.store.port import VERSION_FIELD, to_document
+    from services.store.port import VERSION_FIELD, opened, to_document
 
     def forms(age: Age) -> dict[str, dict[str, Any]]:
         whole = unpacked(age.tab)
         return {
             "as stored": to_document("k", 1, age.tab),
             "as text": {  # as the store wrote texts before it compressed long ones
-                k: zlib.decompress(v).decode() if isinstance(v, bytes) else v
+                k: opened(v).decode() if isinstance(v, bytes) else v
                 for k, v in to_document("k", 1, whole).items()
             },
             "nested": {

@@ -17,7 +17,7 @@ import msgspec
 from consumers.registry import STATE_TYPES
 from services.config import Settings
 from services.store.mongo import connect
-from services.store.port import plain
+from services.store.port import opened, plain
 
 
 def readable(collection: str, document: dict[str, Any]) -> dict[str, Any]:
@@ -33,8 +33,8 @@ def _opened(value: Any) -> Any:
     if not isinstance(value, bytes):
         return value
     try:
-        return msgspec.json.decode(zlib.decompress(value))
-    except (zlib.error, msgspec.DecodeError):
+        return msgspec.json.decode(opened(value))
+    except (zlib.error, RuntimeError, msgspec.DecodeError):  # RuntimeError: LZ4's
         return {"$binary": base64.b64encode(value).decode()}
 
 

@@ -6,6 +6,7 @@ A subclass provides the ``store`` fixture; the tests here then hold it to the po
 from __future__ import annotations
 
 import datetime as dt
+import zlib
 from typing import Any, ClassVar
 
 import msgspec
@@ -13,7 +14,7 @@ import pytest
 
 from contracts.outbound import Cause, OutboundMessage, StatusChanged
 from services.store import Store, Write
-from services.store.port import COMPRESSED_FROM, VERSION_FIELD, plain
+from services.store.port import COMPRESSED_FROM, LZ4_FRAME_MAGIC, VERSION_FIELD, plain
 
 
 class Thing(msgspec.Struct, kw_only=True):
@@ -422,6 +423,21 @@ class StoreContract:
         assert (await store.load("things", Boxed, ["t"]))["t"].state.items == items
         (document,) = await store.fetch("things", ["t"])
         assert plain(document, Boxed)["items"]["199"] == [T0]
+
+    async def test_a_text_compressed_with_zlib_before_the_store_took_lz4_still_loads(
+        self, store: Store
+    ) -> None:
+        items = {str(i): [T0] for i in range(200)}
+        packed = zlib.compress(msgspec.json.encode(items), 1)
+        await store.record("things", [{"_id": "z", "_v": 1, "name": "z", "items": packed}])
+        assert (await store.load("things", Boxed, ["z"]))["z"].state.items == items
+        (document,) = await store.fetch("things", ["z"])
+        assert plain(document, Boxed)["items"]["199"] == [T0]
+        # Written again, it is LZ4's.
+        await store.save("things", [Write("z", 1, Boxed(name="z", items=items))])
+        (document,) = await store.fetch("things", ["z"])
+        assert document["items"].startswith(LZ4_FRAME_MAGIC)
+        assert (await store.load("things", Boxed, ["z"]))["z"].state.items == items
 
     async def test_a_document_written_with_nested_fields_still_loads(self, store: Store) -> None:
         """Documents written before a field was kept as text hold it nested."""
