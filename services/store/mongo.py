@@ -16,7 +16,10 @@ each as it is built to be used:
   released holds a storage connection per statement of a write command until the whole
   command ends, which deadlocks its pool for good once the statements of the commands under
   way outnumber it (50 connections on PostgreSQL). The FerretDB that ``deploy/servers.sh``
-  builds is fixed; a save stays within that bound on one that is not.
+  builds is fixed, and says so in ``buildInfo`` (``ferretdbFeatures.writeStatementsUnbounded``):
+  there a save's commands carry all its writes, a quarter each, so a batch of 256 tabs is 4
+  commands rather than 32, and each command costs our process a round of PyMongo's whatever
+  its size (docs/benchmarks.md (28)). A save stays within that bound on a FerretDB that is not.
 
 Used features, all within FerretDB 1.24: single-document insert, replace and find, ``$in``,
 ``$lte``/``$gt`` in filters, cursors read in batches, ``$inc``/``$min`` updates, plain indexes
@@ -125,6 +128,9 @@ class MongoStore:
         self._ferretdb: bool | None = None  # asked of the server on first use
         # Whether the server hands `_id` with `$in` to its storage rather than reading all.
         self._ids_in_a_list = False
+        # Whether a write command may hold any number of statements (FerretDB as released
+        # deadlocks on more than its pool holds).
+        self._statements_unbounded = False
 
     def scoped(self, **fields: Any) -> MongoStore:
         view = MongoStore(
@@ -132,6 +138,7 @@ class MongoStore:
         )
         view._ferretdb = self._ferretdb
         view._ids_in_a_list = self._ids_in_a_list
+        view._statements_unbounded = self._statements_unbounded
         return view
 
     async def find_plain(self, collection: str, equal: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -143,6 +150,9 @@ class MongoStore:
             self._ferretdb = "ferretdbVersion" in info
             features = info.get("ferretdbFeatures", {})
             self._ids_in_a_list = not self._ferretdb or features.get("idInPushdown") is True
+            self._statements_unbounded = (
+                not self._ferretdb or features.get("writeStatementsUnbounded") is True
+            )
         return self._ferretdb
 
     async def _each(
@@ -182,7 +192,9 @@ class MongoStore:
         )
         target = self.database[collection]
         if await self.is_ferretdb():
-            size = min(FERRETDB_CHUNK, -(-len(writes) // FERRETDB_COMMANDS))
+            size = -(-len(writes) // FERRETDB_COMMANDS)
+            if not self._statements_unbounded:
+                size = min(FERRETDB_CHUNK, size)
             chunks = list(_chunks(writes, size))
             found = await self._each(
                 chunks, lambda c: self._bulk_save(target, c), at_once=FERRETDB_COMMANDS

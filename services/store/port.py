@@ -165,9 +165,9 @@ STORED_AS_TEXT = "STORED_AS_TEXT"
 # too: compressed, a bookkeeping tab of 9.4 KB became 5.3 KB, and FerretDB and PostgreSQL
 # together spent 2.8 ms of CPU on its replace instead of 3.5 to 3.8, and 1.4 ms on its read
 # instead of 1.6 to 1.8 (docs/benchmarks.md (12)). Those figures are zlib's; LZ4 leaves a text
-# about a third longer than zlib at its fastest level did (468 bytes of 766, against 324), but
-# compresses it in 0.7 µs instead of 11 and opens it in 0.2 µs instead of 3.7, which cut our
-# CPU a message by a sixth in interleaved ingest while the servers' barely grew
+# about half as long again as zlib at its fastest level did (481 bytes of 766, against 324), but
+# compresses it in 0.8 µs instead of 11 and opens it in 0.5 µs instead of 3.7, which cut our
+# CPU a message by a sixth in interleaved ingest while the servers' grew by 1 to 2 per cent
 # (docs/benchmarks.md (28)). Below this, a text is left readable: it would save little.
 COMPRESSED_FROM = 512
 

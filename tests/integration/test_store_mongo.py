@@ -155,35 +155,48 @@ class _Writes(monitoring.CommandListener):
         self._ended(event.command_name)
 
 
+@pytest.mark.parametrize("built", ["here", "as released"])
 async def test_a_save_spreads_its_writes_over_commands_the_server_can_run(
-    servers: Servers, mongo_db: str
+    servers: Servers, mongo_db: str, built: str
 ) -> None:
     """FerretDB runs a write command's statements one after another, and as released it holds
     a connection per statement until the command ends: a save there spreads its writes evenly
-    over a few small commands sent at once. MongoDB takes them in one command."""
+    over a few small commands sent at once. The FerretDB built here closes each statement's
+    query and says so: a save's writes then go in four commands, a quarter each. MongoDB takes
+    them in one command."""
     at = dt.datetime(2026, 3, 1, tzinfo=dt.UTC)
-    things = [Thing(name=f"t{i}", day=at.date(), at=at) for i in range(26)]
-    writes = [Write(f"a/t{i:02d}", 0, thing) for i, thing in enumerate(things)]
+    things = [Thing(name=f"t{i}", day=at.date(), at=at) for i in range(100)]
+    writes = [Write(f"a/t{i:03d}", 0, thing) for i, thing in enumerate(things)]
     recorded = _Writes()
     client = connect(servers.mongo_url, 5000, event_listeners=[recorded])
     try:
         store = MongoStore(client[mongo_db])
+        ferretdb = await store.is_ferretdb()
+        if ferretdb:
+            info = await client.admin.command("buildInfo")
+            assert info["ferretdbFeatures"]["writeStatementsUnbounded"] is True
+        elif built == "as released":
+            pytest.skip("MongoDB bounds no write command's statements")
+        if built == "as released":  # as a FerretDB without the patch leaves it
+            store._statements_unbounded = False
         assert await store.save("things", writes) == set()
         renamed = [Write(w.key, 1, Thing(name="again", day=at.date(), at=at)) for w in writes]
         assert await store.save("things", renamed) == set()
         found = await store.load("things", Thing, [w.key for w in writes])
-        ferretdb = await store.is_ferretdb()
     finally:
         await client.close()
     assert {key: stored.state.name for key, stored in found.items()} == {
         w.key: "again" for w in writes
     }
-    if ferretdb:  # 26 writes: four commands of 7, 7, 7 and 5, twice, all four at once
-        assert FERRETDB_COMMANDS * FERRETDB_CHUNK <= 32
-        assert recorded.statements == [7, 7, 7, 5] * 2
+    if not ferretdb:
+        assert recorded.statements == [100, 100]
+    elif built == "here":  # four commands of 25, all four at once, twice
+        assert recorded.statements == [25] * 4 * 2
         assert recorded.most_under_way == FERRETDB_COMMANDS
-    else:
-        assert recorded.statements == [26, 26]
+    else:  # commands of at most 8, four at once: 32 statements held at most
+        assert FERRETDB_COMMANDS * FERRETDB_CHUNK <= 32
+        assert sorted(recorded.statements) == sorted(([FERRETDB_CHUNK] * 12 + [4]) * 2)
+        assert recorded.most_under_way == FERRETDB_COMMANDS
 
 
 async def test_many_aggregates_are_read_in_one_find_through_the_id_index(
