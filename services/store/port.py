@@ -211,10 +211,12 @@ def _packed(value: Any) -> str | bytes:
     text = _text_encoder.encode(value)
     if len(text) < COMPRESSED_FROM:
         return text.decode()
-    return lz4.frame.compress(text)
+    compressed: bytes = lz4.frame.compress(text)
+    return compressed
 
 
-# An LZ4 frame begins with these bytes; a zlib stream never does (its first byte ends in 8).
+# An LZ4 frame begins with these bytes; a zlib stream never does (the low four bits of its
+# first byte are 8, deflate's number).
 LZ4_FRAME_MAGIC = b"\x04\x22\x4d\x18"
 
 
@@ -222,7 +224,8 @@ def opened(value: bytes) -> bytes:
     """The text of a compressed field: LZ4, or zlib as the store wrote before it took LZ4 (a
     document keeps what it was written with until it is written again)."""
     if value.startswith(LZ4_FRAME_MAGIC):
-        return bytes(lz4.frame.decompress(value))
+        text: bytes = lz4.frame.decompress(value)
+        return text
     return zlib.decompress(value)
 
 
