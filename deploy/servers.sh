@@ -121,7 +121,8 @@ ferretdb_build() {
   # good), a filter on one _id uses the _id index (it read the whole collection), a replace by
   # _id and version is one guarded UPDATE (it read and converted the old document first), no
   # stack is recorded for every iterator it makes (a fifth of its CPU on a lookup), and an _id
-  # among a list of strings goes to the storage too (FerretDB read the whole collection); its
+  # among a list of strings goes to the storage too (FerretDB read the whole collection), the
+  # replaces of one update command are one transaction (one commit, not one each); its
   # buildInfo names the fixes that clients may count on.
   local patch
   for patch in "$ferretdb_patches"/*.patch; do

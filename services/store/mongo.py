@@ -17,9 +17,11 @@ each as it is built to be used:
   command ends, which deadlocks its pool for good once the statements of the commands under
   way outnumber it (50 connections on PostgreSQL). The FerretDB that ``deploy/servers.sh``
   builds is fixed, and says so in ``buildInfo`` (``ferretdbFeatures.writeStatementsUnbounded``):
-  there a save's commands carry all its writes, a quarter each, so a batch of 256 tabs is 4
-  commands rather than 32, and each command costs our process a round of PyMongo's whatever
-  its size (docs/benchmarks.md (28)). A save stays within that bound on a FerretDB that is not.
+  there a save's commands carry all its writes, half each, so a batch of 256 tabs is 2
+  commands rather than 32: each command costs our process a round of PyMongo's whatever its
+  size (docs/benchmarks.md (28)), and that FerretDB writes a command's replaces in one
+  transaction, so with one commit (29). Two such commands keep both cores of PostgreSQL's
+  busy. A save stays within that bound on a FerretDB that is not.
 
 Used features, all within FerretDB 1.24: single-document insert, replace and find, ``$in``,
 ``$lte``/``$gt`` in filters, cursors read in batches, ``$inc``/``$min`` updates, plain indexes
@@ -71,6 +73,9 @@ INDEX_OPTIONS_CONFLICT = 85
 # however many statements it holds at once.
 FERRETDB_CHUNK = 8
 FERRETDB_COMMANDS = 4
+# Where FerretDB holds no connection per statement (the one deploy/servers.sh builds), a save
+# goes in this many commands, each one transaction there: half each, two commits.
+FERRETDB_UNBOUNDED_COMMANDS = 2
 # Rounds of a read and a guarded write that a change of counters or of a watermark may take
 # while other writers win (one wins each round).
 GUARDED_ROUNDS = 50
@@ -192,13 +197,14 @@ class MongoStore:
         )
         target = self.database[collection]
         if await self.is_ferretdb():
-            size = -(-len(writes) // FERRETDB_COMMANDS)
-            if not self._statements_unbounded:
-                size = min(FERRETDB_CHUNK, size)
+            if self._statements_unbounded:
+                at_once = FERRETDB_UNBOUNDED_COMMANDS
+                size = -(-len(writes) // at_once)
+            else:
+                at_once = FERRETDB_COMMANDS
+                size = min(FERRETDB_CHUNK, -(-len(writes) // at_once))
             chunks = list(_chunks(writes, size))
-            found = await self._each(
-                chunks, lambda c: self._bulk_save(target, c), at_once=FERRETDB_COMMANDS
-            )
+            found = await self._each(chunks, lambda c: self._bulk_save(target, c), at_once=at_once)
             return set().union(*found)
         conflicts: set[str] = set()
         for chunk in _chunks(writes, MONGO_CHUNK):
