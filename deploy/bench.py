@@ -893,10 +893,14 @@ async def sweep(settings: Settings) -> tuple[int, float]:
         await client.close()
 
 
-async def sweep_alone(companies: int) -> list[tuple[str, int, float]]:
+SweepRow = tuple[str, int, float, dict[str, float]]  # tick, tabs, seconds, CPU seconds used
+
+
+async def sweep_alone(companies: int) -> list[SweepRow]:
     """Bookkeeping tabs of ``companies`` companies in one consumer process, then two ticks: the
     first finds no watermark (a new database) and reads the collection once; the second, forty
-    days on, finds every tab due (a deadline passed, a month begun)."""
+    days on, finds every tab due (a deadline passed, a month begun). With each sweep, the CPU
+    that the consumer and each server spent on it: what bounds a sweep on two cores."""
     settings = fresh_settings()
     now = dt.datetime.now(dt.UTC)
     names = [f"c-{i:05d}" for i in range(companies)]
@@ -913,6 +917,7 @@ async def sweep_alone(companies: int) -> list[tuple[str, int, float]]:
                 ("forty days on", now + dt.timedelta(days=40)),
             ):
                 before = await _swept(database)
+                cpu_before = cpu_seconds(process.pid)
                 started = time.monotonic()
                 async with await aio_pika.connect(settings.amqp_url) as connection:
                     await publish_tick(await connection.channel(), at, SECRET, 600)
@@ -923,10 +928,12 @@ async def sweep_alone(companies: int) -> list[tuple[str, int, float]]:
 
                 await until(passed, f"the sweep ({what})")
                 seconds = time.monotonic() - started
-                found.append((what, await _swept(database) - before, seconds))
+                used = cpu_used(cpu_before, cpu_seconds(process.pid))
+                found.append((what, await _swept(database) - before, seconds, used))
                 say(
                     f"sweep of {companies} bookkeeping tabs, {what}:"
-                    f" {found[-1][1]} in {seconds:.1f} s"
+                    f" {found[-1][1]} in {seconds:.1f} s; CPU s "
+                    + ", ".join(f"{k} {v:.2f}" for k, v in used.items())
                 )
         finally:
             stop(process)
@@ -936,16 +943,27 @@ async def sweep_alone(companies: int) -> list[tuple[str, int, float]]:
     return found
 
 
-def sweep_markdown(companies: int, rows: list[tuple[str, int, float]], command: str) -> str:
+def sweep_markdown(companies: int, rows: list[SweepRow], command: str) -> str:
+    def per_tab(used: dict[str, float], n: int, who: str) -> str:
+        return f"{used.get(who, 0.0) * 1000 / n:.2f}" if n else ""
+
     return "\n".join(
         [
             f"Measured {dt.date.today().isoformat()} by `{command}`: {companies} companies'"
             " bookkeeping tabs in one consumer process (`python -m services consumer"
-            " bookkeeping`), on FerretDB on PostgreSQL.",
+            " bookkeeping`), on FerretDB on PostgreSQL. CPU in milliseconds a tab handed the"
+            " tick, from the tick until the sweep's end; how busy the machine was (cores).",
             "",
-            "| tick | tabs handed the tick | seconds |",
-            "|---|---:|---:|",
-            *[f"| {what} | {n} | {seconds:.1f} |" for what, n, seconds in rows],
+            "| tick | tabs handed the tick | seconds | our process (ms) | FerretDB (ms) |"
+            " PostgreSQL (ms) | RabbitMQ (ms) | machine busy (cores) |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|",
+            *[
+                f"| {what} | {n} | {seconds:.1f} | {per_tab(used, n, 'process')} |"
+                f" {per_tab(used, n, 'FerretDB')} | {per_tab(used, n, 'PostgreSQL')} |"
+                f" {per_tab(used, n, 'RabbitMQ')} |"
+                f" {used.get('machine', 0.0) / seconds:.2f} |"
+                for what, n, seconds, used in rows
+            ],
             "",
         ]
     )

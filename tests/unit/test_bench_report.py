@@ -93,6 +93,29 @@ def test_pairs_are_read_by_the_median_of_their_ratios_per_backlog_order(
     assert "| backlog order | ours (msg/s) | naive (msg/s) | ratio |" in naive
 
 
+def test_a_sweep_reports_each_process_cpu_a_tab_and_how_busy_the_machine_was(
+    bench: ModuleType,
+) -> None:
+    rows = [
+        ("first tick, no watermark", 0, 1.0, {"process": 0.2, "machine": 0.5}),
+        (
+            "forty days on",
+            10_000,
+            5.0,
+            {
+                "process": 2.0,
+                "FerretDB": 3.0,
+                "PostgreSQL": 1.5,
+                "RabbitMQ": 0.25,
+                "machine": 7.5,
+            },
+        ),
+    ]
+    lines = bench.sweep_markdown(10_000, rows, "deploy/bench.sh --sweep-alone 10000").splitlines()
+    assert "| forty days on | 10000 | 5.0 | 0.20 | 0.30 | 0.15 | 0.03 | 1.50 |" in lines
+    assert "| first tick, no watermark | 0 | 1.0 |  |  |  |  | 0.50 |" in lines
+
+
 async def test_a_wait_with_progress_gives_up_only_when_the_progress_stalls(
     bench: ModuleType, monkeypatch: pytest.MonkeyPatch
 ) -> None:
