@@ -122,8 +122,9 @@ ferretdb_build() {
   # _id and version is one guarded UPDATE (it read and converted the old document first), no
   # stack is recorded for every iterator it makes (a fifth of its CPU on a lookup), and an _id
   # among a list of strings goes to the storage too (FerretDB read the whole collection), the
-  # replaces of one update command are one transaction (one commit, not one each); its
-  # buildInfo names the fixes that clients may count on.
+  # replaces of one update command are one transaction (one commit, not one each), a find of a
+  # few top-level fields has the storage hand over only those; its buildInfo names the fixes
+  # that clients may count on.
   local patch
   for patch in "$ferretdb_patches"/*.patch; do
     (cd "$work/ferretdb" && patch -s -p1 <"$patch")
