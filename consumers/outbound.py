@@ -76,13 +76,14 @@ def outbound(
 def _changed(before: Tab | None, after: Tab) -> list[tuple[Any, str]]:
     """Each row of ``after`` whose status differs from ``before``'s, with the status before.
 
-    Called for every message applied, so the common case, the same periods in the same order,
-    is one pass over both lists."""
+    Called for every message applied, so the common cases, the same periods in the same order
+    and maybe periods just begun after them (a message whose time is in a new month), are one
+    pass over both lists."""
     old_rows: Any = getattr(before, "periods", ())
     new_rows: Any = getattr(after, "periods", ())
-    if len(old_rows) == len(new_rows):
+    if len(old_rows) <= len(new_rows):
         changed = []
-        for old, new in zip(old_rows, new_rows, strict=True):
+        for old, new in zip(old_rows, new_rows, strict=False):  # new rows may follow
             if old is new:  # a period the message did not touch keeps its row
                 continue
             if old.period != new.period:
@@ -90,6 +91,10 @@ def _changed(before: Tab | None, after: Tab) -> list[tuple[Any, str]]:
             if old.status != new.status:
                 changed.append((new, old.status))
         else:
+            for row in new_rows[len(old_rows) :]:  # later than every period before
+                status = _initial(after, row.period)
+                if status is not None and status != row.status:
+                    changed.append((row, status))
             return changed
     rows_before = {row.period: row for row in old_rows}
     changed = []

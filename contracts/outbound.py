@@ -61,8 +61,8 @@ class StatusChanged(Outbound, tag="status.changed", kw_only=True, rename={"from_
     at: Instant
     cause: Cause
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
+    def __post_init__(self) -> None:  # both here, not through super(): one per status change
+        self.occurred_at = normalize_instant(self.occurred_at)
         self.at = normalize_instant(self.at)
 
     @property
@@ -95,11 +95,17 @@ def encode_outbound(message: Outbound) -> bytes:
     wire = copy.copy(message)  # a copy, unlike replace, does not run __post_init__ again
     for name in _instant_fields(type(message)):
         if (value := getattr(message, name)) is not None:
-            setattr(wire, name, format_instant(value))
+            last = _last_formatted.get(name)
+            if last is None or last[0] is not value:
+                last = _last_formatted[name] = (value, format_instant(value))
+            setattr(wire, name, last[1])
     return _encoder.encode(wire)
 
 
 _encoder: Final = msgspec.json.Encoder()
+# Each field's instant formatted last, kept (so that no other instant can take its place in
+# memory): every message of a write, and of a batch of writes, has one ``occurred_at`` object.
+_last_formatted: dict[str, tuple[dt.datetime, str]] = {}
 _instants: dict[type[Outbound], tuple[str, ...]] = {}
 
 

@@ -12,9 +12,9 @@ message is published at least once; a repeat has the same id.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from collections.abc import Iterable
 from itertools import islice
-from typing import Final
+from typing import Final, NamedTuple
 
 from contracts.outbound import OutboundMessage
 from services.recent import Recent
@@ -26,8 +26,7 @@ from services.recent import Recent
 CONFIRMED_MEMORY: Final = 100_000
 
 
-@dataclass(frozen=True)
-class Unpublished:
+class Unpublished(NamedTuple):  # a tuple: one is made for every write that holds messages
     collection: str
     key: str
     version: int  # of the write that holds them
@@ -60,30 +59,39 @@ class OutboxLedger:
         """What to publish now: the held messages neither on their way nor confirmed. An
         aggregate whose outbox holds confirmed ones is to be tidied."""
         taken = []
+        in_flight, confirmed = self._in_flight, self._confirmed
         for item in self._unpublished.values():
-            if any(m.id in self._confirmed for m in item.messages):
+            ids = [m.id for m in item.messages]
+            if in_flight.isdisjoint(ids) and confirmed.isdisjoint(ids):  # all of them are new
+                taken.append(item)
+                in_flight.update(ids)
+                continue
+            if not confirmed.isdisjoint(ids):
                 self._untidy[(item.collection, item.key)] = None
-            fresh = tuple(
-                m
-                for m in item.messages
-                if m.id not in self._in_flight and m.id not in self._confirmed
-            )
+            done = confirmed.keys()
+            fresh = tuple(m for m in item.messages if m.id not in in_flight and m.id not in done)
             if fresh:
-                taken.append(replace(item, messages=fresh))
-                self._in_flight.update(m.id for m in fresh)
+                taken.append(item._replace(messages=fresh))
+                in_flight.update(m.id for m in fresh)
         self._unpublished.clear()
         return taken
 
-    def _taken(self, message_id: str) -> bool:
-        return message_id in self._in_flight or message_id in self._confirmed
+    def confirm(self, items: Iterable[Unpublished]) -> None:
+        """The broker confirmed every message of ``items``: they are to leave the aggregates'
+        stored outboxes."""
+        for item in items:
+            ids = [m.id for m in item.messages]
+            self._in_flight.difference_update(ids)
+            self._confirmed.put_all(ids, None)
+            self._untidy[(item.collection, item.key)] = None
 
-    def confirm(self, collection: str, key: str, ids: set[str]) -> None:
-        """The broker confirmed ``ids``: they are to leave the aggregate's stored outbox."""
-        self._in_flight.difference_update(ids)
-        for message_id in ids:
-            self._confirmed.put(message_id, None)
-        if ids:
-            self._untidy[(collection, key)] = None
+    def unconfirmed(self, messages: list[OutboundMessage]) -> list[OutboundMessage]:
+        """``messages`` without those the broker confirmed: the very list when none is."""
+        if not messages:
+            return messages
+        confirmed = self._confirmed.keys()
+        kept = [m for m in messages if m.id not in confirmed]
+        return messages if len(kept) == len(messages) else kept
 
     def is_confirmed(self, message_id: str) -> bool:
         return message_id in self._confirmed

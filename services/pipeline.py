@@ -608,15 +608,15 @@ class Pipeline:
                     found += 1
         return found
 
-    def published(self, item: Unpublished, ids: set[str]) -> None:
-        """``ids`` of ``item`` are confirmed by the broker: they leave the remembered state when
-        it is next loaded (rather than decoding and encoding it again now), and the stored one
-        with the aggregate's next write (or ``tidy``)."""
-        self.outbox.confirm(item.collection, item.key, ids)
+    def published(self, items: list[Unpublished]) -> None:
+        """The messages of ``items`` are confirmed by the broker: they leave the remembered
+        state when it is next loaded (rather than decoding and encoding it again now), and the
+        stored one with the aggregate's next write (or ``tidy``)."""
+        self.outbox.confirm(items)
 
     def _without_confirmed(self, state: Any) -> Any:
-        remaining = [m for m in state.outbox if not self.outbox.is_confirmed(m.id)]
-        if len(remaining) == len(state.outbox):
+        remaining = self.outbox.unconfirmed(state.outbox)
+        if remaining is state.outbox:
             return state
         return msgspec.structs.replace(state, outbox=remaining)
 

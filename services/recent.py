@@ -12,6 +12,7 @@ size before the oldest are cut off in one go, so that cutting costs next to noth
 
 from __future__ import annotations
 
+from collections.abc import Iterable, KeysView
 from itertools import islice
 from typing import Generic, TypeVar
 
@@ -37,11 +38,33 @@ class Recent(Generic[V]):
         value = self._items[key] = self._items.pop(key)
         return value
 
+    def keys(self) -> KeysView[str]:
+        """The keys kept now, for many lookups at C speed (a cut replaces the dict: ask again
+        after a ``put``)."""
+        return self._items.keys()
+
+    def isdisjoint(self, keys: Iterable[str]) -> bool:
+        """Whether none of ``keys`` is kept: one call, for a check made for every message."""
+        return self._items.keys().isdisjoint(keys)
+
     def put(self, key: str, value: V) -> None:
         if self.size <= 0:
             return
         self._items.pop(key, None)
         self._items[key] = value
+        self._cut()
+
+    def put_all(self, keys: Iterable[str], value: V) -> None:
+        """Each of ``keys`` with ``value``, in order: ``put`` for many at one call."""
+        if self.size <= 0:
+            return
+        items = self._items
+        for key in keys:
+            items.pop(key, None)
+            items[key] = value
+        self._cut()
+
+    def _cut(self) -> None:
         if len(self._items) > self.size + self._slack:
             cut = len(self._items) - self.size
             self._items = dict(islice(self._items.items(), cut, None))

@@ -364,8 +364,7 @@ class ConsumerRunner:
                     error=str(error) or type(error).__name__,
                 )
                 return False
-            for item in items:
-                self.pipeline.published(item, {message.id for message in item.messages})
+            self.pipeline.published(items)
             self.counters.published += len(sends)
             return True
 

@@ -39,7 +39,7 @@ async def told(
     assert outcome.kind == "applied", outcome
     taken = p.outbox.take()
     for item in taken:  # as if the broker confirmed everything
-        p.published(item, {m.id for m in item.messages})
+        p.published([item])
     return [m for item in taken for m in item.messages if period in (None, m.period)]
 
 
@@ -120,7 +120,7 @@ async def test_the_outbox_is_written_with_the_state_and_cleared_once_confirmed(
     assert ("2026-02", "new") in outbox  # in the same write as the state
     assert await store.pending_outboxes("bookkeeping", BookkeepingTab)
     (item,) = pipeline.outbox.take()
-    pipeline.published(item, {m.id for m in item.messages})
+    pipeline.published([item])
     assert await pipeline.tidy() == 1  # when idle, the consumer clears the stored outbox
     (stored,) = (await store.load("bookkeeping", BookkeepingTab, [KEY])).values()
     assert stored.state.outbox == []
@@ -148,7 +148,7 @@ async def test_confirmed_messages_are_cleared_even_when_the_writer_forgot_the_ag
     await pipeline.handle([delivery(f.submitted("2026-02", "2026-03-02T09:00"))])
     (item,) = pipeline.outbox.take()
     pipeline._cache.clear()  # forgotten, as after a conflict
-    pipeline.published(item, {m.id for m in item.messages})
+    pipeline.published([item])
     # Loading it again holds its outbox, but nothing confirmed is sent a second time.
     await pipeline.handle([delivery(f.uploaded("2026-03-03T09:00"))])
     assert [

@@ -6,6 +6,7 @@ import gc
 
 from services.outbox import CONFIRMED_MEMORY, OutboxLedger
 from services.recent import Recent
+from tests.unit.test_outbox import confirmed as relay_confirmed
 
 
 def test_the_oldest_go_first_and_a_key_used_again_goes_last() -> None:
@@ -26,6 +27,18 @@ def test_the_oldest_go_first_and_a_key_used_again_goes_last() -> None:
     nothing: Recent[bytes] = Recent(0)
     nothing.put("a", b"1")
     assert nothing.get("a") is None
+
+
+def test_many_put_at_once_are_kept_in_order_and_found_in_one_call() -> None:
+    recent: Recent[None] = Recent(2)
+    recent.put("a", None)
+    recent.put_all(["b", "a", "c"], None)  # "a" again: last but one to go
+    assert "b" not in recent and "a" in recent and "c" in recent
+    assert recent.isdisjoint(["x", "b"]) and not recent.isdisjoint(["x", "c"])
+    assert list(recent.keys()) == ["a", "c"]
+    nothing: Recent[None] = Recent(0)
+    nothing.put_all(["a"], None)
+    assert "a" not in nothing
 
 
 def test_a_large_one_grows_by_a_sixteenth_then_keeps_the_newest() -> None:
@@ -51,13 +64,13 @@ def test_the_collector_never_visits_what_it_holds() -> None:
     gc.collect()
     assert not gc.is_tracked(confirmed._items) and not gc.is_tracked(states._items)
     ledger = OutboxLedger()
-    ledger.confirm("bookkeeping", "a/c-1", {f"m-{n}" for n in range(1000)})
+    relay_confirmed(ledger, "a/c-1", [f"m-{n}" for n in range(1000)])
     assert ledger.is_confirmed("m-999") and CONFIRMED_MEMORY >= 1000
     assert not gc.is_tracked(ledger._confirmed._items)
     # What is left to clear after a sweep (every tab, for minutes): after one full pass the
     # collector no longer walks it either; it is cleared oldest first.
     for n in range(500):
-        ledger.confirm("bookkeeping", f"a/c-{n}", {f"n-{n}"})
+        relay_confirmed(ledger, f"a/c-{n}", [f"n-{n}"])
     gc.collect()
     assert not gc.is_tracked(ledger._untidy)
     assert ledger.untidy(3) == [("bookkeeping", f"a/c-{n}") for n in (1, 0, 2)]
