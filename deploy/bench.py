@@ -36,7 +36,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import aio_pika
 import httpx
@@ -409,7 +409,6 @@ class Ingest:
 SILENT = "ours without outbound events"
 BARE_NAME = "bare aio-pika"
 NAIVE_NAME = "naive"
-OURS = ("ours", SILENT)
 NO_OUTBOUND = """
 import sys
 import services.pipeline
@@ -417,6 +416,31 @@ from services.__main__ import main
 services.pipeline.outbound = lambda *args, **kwargs: []
 sys.exit(main(sys.argv[1:]))
 """
+# Ours taking the outbound events' steps one more at a time (--outbound-parts): deriving them
+# and dropping them; then keeping them in the outboxes and the relay's ledger as well, encoded
+# for the broker, with a relay whose commit returns at once, sending nothing (the broker's part
+# is what ours adds to this).
+DERIVED = "ours deriving its outbound events only"
+UNSENT = "ours with its outbound events not sent"
+DERIVE_ONLY = """
+import sys
+import services.pipeline
+from services.__main__ import main
+derive = services.pipeline.outbound
+services.pipeline.outbound = lambda *args, **kwargs: (derive(*args, **kwargs), [])[1]
+sys.exit(main(sys.argv[1:]))
+"""
+NOT_SENT = """
+import sys
+import services.runner
+from services.__main__ import main
+async def taken(channel, messages, timeout=None):
+    return None
+services.runner.commit_all = taken
+sys.exit(main(sys.argv[1:]))
+"""
+VARIANTS = {SILENT: NO_OUTBOUND, DERIVED: DERIVE_ONLY, UNSENT: NOT_SENT}
+OURS = ("ours", *VARIANTS)
 
 ORDERS = {
     # Every company submits each month, the backlog month by month: no two messages of a batch
@@ -494,7 +518,7 @@ async def _ingest_one(
         await until(lambda: _ready(settings, queue, len(backlog)), "the backlog")
         # The clock starts when the consumer has subscribed, not when its process starts.
         if who in OURS:
-            command = ("-c", NO_OUTBOUND) if who == SILENT else ("-m", "services")
+            command = ("-c", VARIANTS[who]) if who in VARIANTS else ("-m", "services")
             process = spawn(settings, *command, "consumer", "bookkeeping")
             started = await _subscribed(settings, queue)
             before = cpu_seconds(process.pid)
@@ -625,6 +649,85 @@ def pairs_markdown(
         if ratios:
             lines.append(
                 f"| {order}, median of {len(ratios)} | | | {statistics.median(ratios):.2f} |"
+            )
+    return "\n".join([*lines, ""])
+
+
+# ---------------------------------------------------------------- the outbound events' parts
+PARTS = (SILENT, DERIVED, UNSENT, "ours")
+
+
+class Part(NamedTuple):
+    order: str
+    who: str
+    rate: float  # msg/s
+    cpu_us: float  # of the consumer's process, a message
+
+
+async def outbound_parts(companies: int, months: int, rounds: int) -> list[Part]:
+    """Ours without its outbound events, then taking their steps one more at a time, ``rounds``
+    times per backlog order: each round starts with the next variant, so that a drift of the
+    machine favours none. What a step costs is read from the medians."""
+    start = BACKLOG_START
+    found = []
+    for order in ORDERS:
+        names, backlog = submissions(order, companies, months)
+        await _ingest_one(SILENT, companies, start, names, backlog)  # warms the servers up
+        for round_ in range(rounds):
+            for who in PARTS[round_ % len(PARTS) :] + PARTS[: round_ % len(PARTS)]:
+                cpu: dict[str, float] = {}
+                seconds = await _ingest_one(who, companies, start, names, backlog, cpu)
+                part = Part(order, who, len(backlog) / seconds, cpu["process"] * 1e6 / len(backlog))
+                say(f"part {order:11s} {who:40s} {part.rate:6.0f} msg/s, {part.cpu_us:5.1f} µs")
+                found.append(part)
+    return found
+
+
+def parts_markdown(parts: list[Part], messages: int, command: str) -> str:
+    steps = {
+        SILENT: "without outbound events",
+        DERIVED: "deriving them, then dropping them",
+        UNSENT: "and keeping them in the outboxes and the ledger, encoded, not sent",
+        "ours": "and sending them: ours",
+    }
+    lines = [
+        f"Measured {dt.date.today().isoformat()} by `{command}`: {messages} submissions applied"
+        " by one bookkeeping consumer process, taking the outbound events' steps one more at a"
+        " time, on FerretDB on PostgreSQL; medians of the runs. The CPU is the consumer's"
+        " process's, a message; the budget is the CPU at which a process that sets the pace"
+        " would take the backlog 10 % slower than without outbound events.",
+        "",
+        "| backlog order | steps | runs | msg/s | ÷ without | process CPU (µs a message)"
+        " | the step's part (µs) |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for order in ORDERS:
+        medians = {
+            who: Part(
+                order,
+                who,
+                statistics.median(p.rate for p in runs),
+                statistics.median(p.cpu_us for p in runs),
+            )
+            for who in PARTS
+            if (runs := [p for p in parts if p.order == order and p.who == who])
+        }
+        if SILENT not in medians:
+            continue
+        base, before = medians[SILENT], None
+        for who, part in medians.items():
+            runs = sum(1 for p in parts if p.order == order and p.who == who)
+            step = "" if before is None else f"{part.cpu_us - before.cpu_us:+.1f}"
+            lines.append(
+                f"| {order} | {steps[who]} | {runs} | {part.rate:.0f} |"
+                f" {part.rate / base.rate:.2f} | {part.cpu_us:.1f} | {step} |"
+            )
+            before = part
+        if "ours" in medians:
+            budget = base.cpu_us / 0.9  # at that CPU a message, the process runs 0.9 x as fast
+            lines.append(
+                f"| {order} | the budget: 10 % slower | | | 0.90 | {budget:.1f} |"
+                f" {budget - base.cpu_us:+.1f} in all |"
             )
     return "\n".join([*lines, ""])
 
@@ -1363,6 +1466,8 @@ SCALE_BEGIN = "<!-- scale-out figures: written by deploy/bench.sh --scale-out --
 SCALE_END = "<!-- end of scale-out figures -->"
 OUTBOUND_BEGIN = "<!-- outbound figures: written by deploy/bench.sh --outbound-alone -->"
 OUTBOUND_END = "<!-- end of outbound figures -->"
+PARTS_BEGIN = "<!-- outbound parts: written by deploy/bench.sh --outbound-parts -->"
+PARTS_END = "<!-- end of outbound parts -->"
 BARE_BEGIN = "<!-- bare figures: written by deploy/bench.sh --bare-alone -->"
 BARE_END = "<!-- end of bare figures -->"
 NAIVE_BEGIN = "<!-- naive figures: written by deploy/bench.sh --naive-alone -->"
@@ -1418,6 +1523,12 @@ async def main() -> None:
         help="only ours against ours without outbound events, ROUNDS pairs per backlog order",
     )
     parser.add_argument(
+        "--outbound-parts",
+        type=int,
+        metavar="ROUNDS",
+        help="only ours taking the outbound events' steps one at a time, ROUNDS runs of each",
+    )
+    parser.add_argument(
         "--bare-alone",
         type=int,
         metavar="ROUNDS",
@@ -1448,6 +1559,13 @@ async def main() -> None:
         use_backend("postgresql")
         text = await aged(command.strip())
         write_between_marks(Path(args.output), text, AGING_BEGIN, AGING_END)
+        return
+    if args.outbound_parts:
+        use_backend("postgresql")
+        n, months = args.ingest_companies, args.ingest_months
+        parts = await outbound_parts(n, months, args.outbound_parts)
+        text = parts_markdown(parts, n * months, command.strip())
+        write_between_marks(Path(args.output), text, PARTS_BEGIN, PARTS_END)
         return
     paired = {
         SILENT: (args.outbound_alone, OUTBOUND_BEGIN, OUTBOUND_END),

@@ -93,6 +93,36 @@ def test_pairs_are_read_by_the_median_of_their_ratios_per_backlog_order(
     assert "| backlog order | ours (msg/s) | naive (msg/s) | ratio |" in naive
 
 
+def test_the_outbound_events_parts_are_the_medians_each_step_adds_against_the_budget(
+    bench: ModuleType,
+) -> None:
+    part = bench.Part
+    parts = [
+        part("by company", bench.SILENT, 10_000.0, 60.0),
+        part("by company", bench.SILENT, 12_000.0, 58.0),
+        part("by company", bench.SILENT, 4_000.0, 90.0),  # one slow run moves no median
+        part("by company", bench.DERIVED, 9_000.0, 66.0),
+        part("by company", bench.UNSENT, 8_500.0, 71.5),
+        part("by company", "ours", 8_000.0, 76.0),
+        part("interleaved", bench.SILENT, 4_000.0, 140.0),
+    ]
+    table = bench.parts_markdown(parts, 10_000, "deploy/bench.sh --outbound-parts 3")
+    lines = table.splitlines()
+    assert "by `deploy/bench.sh --outbound-parts 3`: 10000 submissions" in lines[0]
+    assert "| by company | without outbound events | 3 | 10000 | 1.00 | 60.0 |  |" in lines
+    derived = "| by company | deriving them, then dropping them | 1 | 9000 | 0.90 | 66.0 | +6.0 |"
+    assert derived in lines
+    assert (
+        "| by company | and keeping them in the outboxes and the ledger, encoded, not sent"
+        " | 1 | 8500 | 0.85 | 71.5 | +5.5 |"
+    ) in lines
+    assert "| by company | and sending them: ours | 1 | 8000 | 0.80 | 76.0 | +4.5 |" in lines
+    assert "| by company | the budget: 10 % slower | | | 0.90 | 66.7 | +6.7 in all |" in lines
+    # An order without ours has no budget row.
+    assert "| interleaved | without outbound events | 1 | 4000 | 1.00 | 140.0 |  |" in lines
+    assert not any(line.startswith("| interleaved | the budget") for line in lines)
+
+
 def test_a_sweep_reports_each_process_cpu_a_tab_and_how_busy_the_machine_was(
     bench: ModuleType,
 ) -> None:
