@@ -605,27 +605,47 @@ def _unsettled(settings: Settings, queues: list[str]) -> int:
     return sum(int(counts.get(q, "0")) for q in queues)
 
 
-# ---------------------------------------------------------------- outbound events alone
-async def in_pairs(
-    companies: int, months: int, rounds: int, other: str
-) -> list[tuple[str, float, float]]:
-    """(order, ours msg/s, ``other``'s msg/s), ``rounds`` pairs per order: the machine is
-    noisy, so a ratio is read from several pairs. A first run of each order is not counted (the
-    first run after a change of order can be much slower: docs/benchmarks.md), and the pairs
-    alternate which goes first (ours, other, other, ours…), so that a drift of the machine
-    favours neither."""
+# ---------------------------------------------------------------- consumers in turn, alone
+class Part(NamedTuple):
+    """One run of a consumer on one backlog."""
+
+    order: str
+    who: str
+    rate: float  # msg/s
+    cpu_us: float  # of the consumer's process, a message
+
+
+async def in_turn(companies: int, months: int, rounds: int, runners: tuple[str, ...]) -> list[Part]:
+    """Each of ``runners`` on the same backlog, ``rounds`` times per backlog order: the machine
+    is noisy, so a comparison is read from several rounds. A first run of each order is not
+    counted (the first run after a change of order can be much slower: docs/benchmarks.md), and
+    each round starts with the next runner (ours, other, then other, ours…), so that a drift of
+    the machine favours none."""
     start = BACKLOG_START
     found = []
     for order in ORDERS:
         names, backlog = submissions(order, companies, months)
         await _ingest_one(SILENT, companies, start, names, backlog)  # warms the servers up
         for round_ in range(rounds):
-            rate = {}
-            for who in ("ours", other) if round_ % 2 == 0 else (other, "ours"):
-                rate[who] = len(backlog) / await _ingest_one(who, companies, start, names, backlog)
-            ours, theirs = rate["ours"], rate[other]
-            say(f"pair {order:11s} ours {ours:6.0f} msg/s, {other} {theirs:6.0f} msg/s")
-            found.append((order, ours, theirs))
+            turn = round_ % len(runners)
+            for who in runners[turn:] + runners[:turn]:
+                cpu: dict[str, float] = {}
+                seconds = await _ingest_one(who, companies, start, names, backlog, cpu)
+                part = Part(order, who, len(backlog) / seconds, cpu["process"] * 1e6 / len(backlog))
+                say(f"{order:11s} {who:40s} {part.rate:6.0f} msg/s, {part.cpu_us:5.1f} µs")
+                found.append(part)
+    return found
+
+
+async def in_pairs(
+    companies: int, months: int, rounds: int, other: str
+) -> list[tuple[str, float, float]]:
+    """(order, ours msg/s, ``other``'s msg/s), ``rounds`` pairs per order (``in_turn``)."""
+    parts = await in_turn(companies, months, rounds, ("ours", other))
+    found = []
+    for first, second in zip(parts[::2], parts[1::2], strict=True):  # the two runs of a round
+        rate = {first.who: first.rate, second.who: second.rate}
+        found.append((first.order, rate["ours"], rate[other]))
     return found
 
 
@@ -655,32 +675,6 @@ def pairs_markdown(
 
 # ---------------------------------------------------------------- the outbound events' parts
 PARTS = (SILENT, DERIVED, UNSENT, "ours")
-
-
-class Part(NamedTuple):
-    order: str
-    who: str
-    rate: float  # msg/s
-    cpu_us: float  # of the consumer's process, a message
-
-
-async def outbound_parts(companies: int, months: int, rounds: int) -> list[Part]:
-    """Ours without its outbound events, then taking their steps one more at a time, ``rounds``
-    times per backlog order: each round starts with the next variant, so that a drift of the
-    machine favours none. What a step costs is read from the medians."""
-    start = BACKLOG_START
-    found = []
-    for order in ORDERS:
-        names, backlog = submissions(order, companies, months)
-        await _ingest_one(SILENT, companies, start, names, backlog)  # warms the servers up
-        for round_ in range(rounds):
-            for who in PARTS[round_ % len(PARTS) :] + PARTS[: round_ % len(PARTS)]:
-                cpu: dict[str, float] = {}
-                seconds = await _ingest_one(who, companies, start, names, backlog, cpu)
-                part = Part(order, who, len(backlog) / seconds, cpu["process"] * 1e6 / len(backlog))
-                say(f"part {order:11s} {who:40s} {part.rate:6.0f} msg/s, {part.cpu_us:5.1f} µs")
-                found.append(part)
-    return found
 
 
 def parts_markdown(parts: list[Part], messages: int, command: str) -> str:
@@ -716,10 +710,10 @@ def parts_markdown(parts: list[Part], messages: int, command: str) -> str:
             continue
         base, before = medians[SILENT], None
         for who, part in medians.items():
-            runs = sum(1 for p in parts if p.order == order and p.who == who)
+            count = sum(1 for p in parts if p.order == order and p.who == who)
             step = "" if before is None else f"{part.cpu_us - before.cpu_us:+.1f}"
             lines.append(
-                f"| {order} | {steps[who]} | {runs} | {part.rate:.0f} |"
+                f"| {order} | {steps[who]} | {count} | {part.rate:.0f} |"
                 f" {part.rate / base.rate:.2f} | {part.cpu_us:.1f} | {step} |"
             )
             before = part
@@ -1563,7 +1557,7 @@ async def main() -> None:
     if args.outbound_parts:
         use_backend("postgresql")
         n, months = args.ingest_companies, args.ingest_months
-        parts = await outbound_parts(n, months, args.outbound_parts)
+        parts = await in_turn(n, months, args.outbound_parts, PARTS)
         text = parts_markdown(parts, n * months, command.strip())
         write_between_marks(Path(args.output), text, PARTS_BEGIN, PARTS_END)
         return
