@@ -409,36 +409,36 @@ class Ingest:
 SILENT = "ours without outbound events"
 BARE_NAME = "bare aio-pika"
 NAIVE_NAME = "naive"
-NO_OUTBOUND = """
-import sys
-import services.pipeline
-from services.__main__ import main
-services.pipeline.outbound = lambda *args, **kwargs: []
-sys.exit(main(sys.argv[1:]))
-"""
+
+
+def _patched(*lines: str) -> str:
+    """Code for ``python -c``: our consumer's entry point, run after ``lines`` change it."""
+    return "\n".join(
+        ["import sys", "from services.__main__ import main", *lines, "sys.exit(main(sys.argv[1:]))"]
+    )
+
+
+NO_OUTBOUND = _patched(
+    "import services.pipeline",
+    "services.pipeline.outbound = lambda *args, **kwargs: []",
+)
 # Ours taking the outbound events' steps one more at a time (--outbound-parts): deriving them
 # and dropping them; then keeping them in the outboxes and the relay's ledger as well, encoded
 # for the broker, with a relay whose commit returns at once, sending nothing (the broker's part
 # is what ours adds to this).
 DERIVED = "ours deriving its outbound events only"
 UNSENT = "ours with its outbound events not sent"
-DERIVE_ONLY = """
-import sys
-import services.pipeline
-from services.__main__ import main
-derive = services.pipeline.outbound
-services.pipeline.outbound = lambda *args, **kwargs: (derive(*args, **kwargs), [])[1]
-sys.exit(main(sys.argv[1:]))
-"""
-NOT_SENT = """
-import sys
-import services.runner
-from services.__main__ import main
-async def taken(channel, messages, timeout=None):
-    return None
-services.runner.commit_all = taken
-sys.exit(main(sys.argv[1:]))
-"""
+DERIVE_ONLY = _patched(
+    "import services.pipeline",
+    "derive = services.pipeline.outbound",
+    "services.pipeline.outbound = lambda *args, **kwargs: (derive(*args, **kwargs), [])[1]",
+)
+NOT_SENT = _patched(
+    "import services.runner",
+    "async def taken(channel, messages, timeout=None):",
+    "    return None",
+    "services.runner.commit_all = taken",
+)
 VARIANTS = {SILENT: NO_OUTBOUND, DERIVED: DERIVE_ONLY, UNSENT: NOT_SENT}
 OURS = ("ours", *VARIANTS)
 
@@ -696,24 +696,24 @@ def parts_markdown(parts: list[Part], messages: int, command: str) -> str:
         "|---|---|---:|---:|---:|---:|---:|",
     ]
     for order in ORDERS:
+        runs = {who: [p for p in parts if p.order == order and p.who == who] for who in PARTS}
         medians = {
             who: Part(
                 order,
                 who,
-                statistics.median(p.rate for p in runs),
-                statistics.median(p.cpu_us for p in runs),
+                statistics.median(p.rate for p in found),
+                statistics.median(p.cpu_us for p in found),
             )
-            for who in PARTS
-            if (runs := [p for p in parts if p.order == order and p.who == who])
+            for who, found in runs.items()
+            if found
         }
         if SILENT not in medians:
             continue
         base, before = medians[SILENT], None
         for who, part in medians.items():
-            count = sum(1 for p in parts if p.order == order and p.who == who)
             step = "" if before is None else f"{part.cpu_us - before.cpu_us:+.1f}"
             lines.append(
-                f"| {order} | {steps[who]} | {count} | {part.rate:.0f} |"
+                f"| {order} | {steps[who]} | {len(runs[who])} | {part.rate:.0f} |"
                 f" {part.rate / base.rate:.2f} | {part.cpu_us:.1f} | {step} |"
             )
             before = part

@@ -197,12 +197,11 @@ class MongoStore:
         )
         target = self.database[collection]
         if await self.is_ferretdb():
-            if self._statements_unbounded:
-                at_once = FERRETDB_UNBOUNDED_COMMANDS
-                size = -(-len(writes) // at_once)
-            else:
-                at_once = FERRETDB_COMMANDS
-                size = min(FERRETDB_CHUNK, -(-len(writes) // at_once))
+            unbounded = self._statements_unbounded
+            at_once = FERRETDB_UNBOUNDED_COMMANDS if unbounded else FERRETDB_COMMANDS
+            size = -(-len(writes) // at_once)  # each command a share of the writes
+            if not unbounded:
+                size = min(FERRETDB_CHUNK, size)
             chunks = list(_chunks(writes, size))
             found = await self._each(chunks, lambda c: self._bulk_save(target, c), at_once=at_once)
             return set().union(*found)
